@@ -43,3 +43,40 @@ def real_embedder():
     from knowledge.embedding import load_embedder
 
     return load_embedder()
+
+
+HANDBOOK_SCOPES = {"public": None, "engineering": "C0ENGINEER", "finance": "C0FINANCE", "hr": "C0PEOPLE"}
+
+
+@pytest.fixture(scope="session")
+def handbook_dir():
+    from bot.demo import HANDBOOK
+
+    return HANDBOOK
+
+
+@pytest.fixture(scope="session")
+def handbook_data_dir(tmp_path_factory, real_embedder, handbook_dir):
+    """A data directory holding the bundled handbook, ingested with its real scopes (built once)."""
+    from bot.app import build_services
+    from bot.config import load_settings
+    from knowledge.access import Scope
+
+    data_dir = tmp_path_factory.mktemp("handbook-data")
+    services = build_services(load_settings(data_dir=data_dir), embedder=real_embedder)
+    for folder, channel in HANDBOOK_SCOPES.items():
+        scope = Scope.public() if channel is None else Scope.channels([channel])
+        report = services.ingestor.ingest_paths([handbook_dir / folder], scope=scope)
+        assert report.ok, report.failed
+    services.close()
+    return data_dir
+
+
+@pytest.fixture
+def handbook_services(handbook_data_dir, real_embedder):
+    from bot.app import build_services
+    from bot.config import load_settings
+
+    services = build_services(load_settings(data_dir=handbook_data_dir), embedder=real_embedder)
+    yield services
+    services.close()

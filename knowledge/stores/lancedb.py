@@ -219,7 +219,7 @@ class LanceStore:
 
     def _dense_ids(self, vector: np.ndarray, *, k: int, exact: bool, nprobes: int = 0) -> list[str]:
         query = self._dense_query(vector, k=k, where=None, exact=exact, nprobes=nprobes)
-        return query.select(["chunk_id"]).to_arrow()["chunk_id"].to_pylist()
+        return query.select(["chunk_id", "_distance"]).to_arrow()["chunk_id"].to_pylist()
 
     def _ann_nprobes(self) -> int | None:
         settings = self.path / _ANN_SETTINGS
@@ -290,7 +290,7 @@ class LanceStore:
         exact = nprobes is None or self._visible_rows(where) < self.exact_search_max_rows
         query = self._dense_query(request.vector, k=request.candidates, where=where, exact=exact,
                                   nprobes=nprobes or 0)
-        return query.select([*_META_COLUMNS, "vector"]).to_list()
+        return query.select([*_META_COLUMNS, "vector", "_distance"]).to_list()
 
     def _dense_query(self, vector, *, k: int, where: str | None, exact: bool, nprobes: int):
         query = self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
@@ -306,7 +306,8 @@ class LanceStore:
         if not words:
             return []
         query = self._table.search(words, query_type="fts", fts_columns="search_text")
-        return query.where(where, prefilter=True).limit(request.candidates).select([*_META_COLUMNS, "vector"]).to_list()
+        query = query.where(where, prefilter=True).limit(request.candidates)
+        return query.select([*_META_COLUMNS, "vector", "_score"]).to_list()
 
     def _visible_rows(self, where: str) -> int:
         """How many chunks an audience can see, cached per table version (served by the label index)."""

@@ -1,0 +1,124 @@
+"""Answering a question for an audience: retrieve, generate, check citations. Knows nothing of Slack."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from bot.generation import Generator
+from knowledge.access import Audience
+from knowledge.retrieval import Retriever
+from knowledge.types import Passage
+
+NOT_FOUND = "I couldn't find anything in the documents visible to this channel that answers this."
+_CITATION = re.compile(r"\[(\d+)\]")
+SNIPPET_CHARS = 280
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    title: str
+    source: str
+    snippet: str
+    score: float
+    doc_id: str
+    chunk_id: str
+    scope: list[str]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a user sees: the text, whether the documents answered it, and the numbered sources."""
+
+    question: str
+    text: str
+    found: bool
+    citations: tuple[Citation, ...]
+    generator: str
+    adapter: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        """The ``lorebot ask --json`` shape (a public interface: extend, never rename)."""
+        return {
+            "answer": self.text,
+            "found": self.found,
+            "citations": [
+                {"n": c.n, "title": c.title, "source": c.source, "snippet": c.snippet, "score": round(c.score, 4),
+                 "doc_id": c.doc_id, "scope": c.scope}
+                for c in self.citations
+            ],
+            "generator": self.generator,
+            "adapter": self.adapter,
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+        }
+
+
+@dataclass
+class AnswerDeps:
+    retriever: Retriever
+    generator: Generator
+
+
+def answer_question(question: str, audience: Audience, deps: AnswerDeps) -> Answer:
+    """Retrieve what this audience may see, write an answer from it, and keep only real citations."""
+    started = time.perf_counter()
+    retrieval = deps.retriever.retrieve(question, audience)
+    timings = dict(retrieval.timings_ms)
+    if not retrieval.found:
+        timings["total"] = (time.perf_counter() - started) * 1000
+        return Answer(question=question, text=NOT_FOUND, found=False, citations=(), generator=deps.generator.name,
+                      timings_ms=timings)
+    passages = list(retrieval.passages)
+    generated = time.perf_counter()
+    draft = deps.generator.generate(question, passages)
+    timings["generate"] = (time.perf_counter() - generated) * 1000
+    text, citations = renumber_citations(draft.text, passages, quotes=draft.quotes)
+    timings["total"] = (time.perf_counter() - started) * 1000
+    if not text.strip():
+        return Answer(question=question, text=NOT_FOUND, found=False, citations=(), generator=draft.generator,
+                      adapter=draft.adapter, timings_ms=timings)
+    return Answer(question=question, text=text, found=True, citations=tuple(citations), generator=draft.generator,
+                  adapter=draft.adapter, timings_ms=timings)
+
+
+def renumber_citations(
+    text: str, passages: list[Passage], *, quotes: dict[int, list[str]] | None = None
+) -> tuple[str, list[Citation]]:
+    """Keep only ``[n]`` that point at a real passage, renumbered 1.. in order of first use.
+
+    >>> p = [Passage("d1", "d1:0", "A", "a.md", (), "Alpha.", None, 1.0, 0.9),
+    ...      Passage("d2", "d2:0", "B", "b.md", (), "Beta.", None, 0.5, 0.8)]
+    >>> text, cites = renumber_citations("Beta [2]. Alpha [1]. Ghost [7].", p)
+    >>> text, [(c.n, c.title) for c in cites]
+    ('Beta [1]. Alpha [2]. Ghost.', [(1, 'B'), (2, 'A')])
+    """
+    order: dict[int, int] = {}
+
+    def replace(match: re.Match) -> str:
+        original = int(match.group(1))
+        if not 1 <= original <= len(passages):
+            return ""
+        order.setdefault(original, len(order) + 1)
+        return f"[{order[original]}]"
+
+    cleaned = re.sub(r"\s+([.,;:!?])", r"\1", _CITATION.sub(replace, text))
+    citations = [
+        _citation(new, passages[original - 1], _snippet((quotes or {}).get(original), passages[original - 1]))
+        for original, new in order.items()
+    ]
+    return cleaned, citations
+
+
+def _snippet(quoted: list[str] | None, passage: Passage) -> str:
+    """What the answer quoted from the passage, or else the passage's opening, within a short limit."""
+    snippet = " … ".join(quoted) if quoted else " ".join(passage.text.split())
+    return snippet if len(snippet) <= SNIPPET_CHARS else snippet[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _citation(n: int, passage: Passage, snippet: str) -> Citation:
+    return Citation(n=n, title=passage.title, source=passage.source, snippet=snippet, score=passage.score,
+                    doc_id=passage.doc_id, chunk_id=passage.chunk_id,
+                    scope=passage.scope.as_list() if passage.scope else [])

@@ -1,0 +1,219 @@
+"""The ``lorebot`` command line. ``--json`` puts machine-readable output alone on stdout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bot.answering import Answer, answer_question
+from bot.app import Services, build_services
+from bot.config import load_settings
+from knowledge.access import Audience, Scope, filter_for
+from knowledge.errors import LorebotError
+from knowledge.ingest import IngestReport
+from knowledge.stores.base import SEARCH_MODES
+
+app = typer.Typer(
+    help="lorebot: answers from your own documents, with sources, for the channel that asks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("lorebot")
+
+ChannelOption = Annotated[str, typer.Option("--channel", "-c", help="Conversation ID the answer is for (C…, G… or D…).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "sentence_transformers", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextmanager
+def _services(**overrides: object) -> Iterator[Services]:
+    """Settings and clients for one command; a LorebotError becomes a one-line message and exit 2."""
+    services = None
+    try:
+        services = build_services(load_settings(**overrides))
+        yield services
+    except LorebotError as e:
+        log.debug("command failed", exc_info=True)
+        err.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from e
+    finally:
+        if services is not None:
+            services.close()
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders (searched recursively).")],
+    channel: Annotated[Optional[list[str]], typer.Option("--channel", "-c", help="Channel ID that may see these documents (repeatable).")] = None,
+    public: Annotated[bool, typer.Option("--public", help="Every conversation of the workspace may see these documents.")] = False,
+    source_url: Annotated[Optional[str], typer.Option("--source-url", help="Link shown for these documents (a folder's files get URL/relative-path).")] = None,
+    prune: Annotated[bool, typer.Option("--prune", help="Remove documents whose files are gone under the given paths.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Add or update documents, scoped to channels or public. Exits 1 if any file failed."""
+    with _services() as services:
+        scope = Scope.from_options(channels=channel, public=public)
+        with _progress("Ingesting", enabled=not as_json) as advance:
+            report = services.ingestor.ingest_paths(
+                paths, scope=scope, source_url=source_url, prune=prune, progress=advance
+            )
+    _print_ingest_report(report, as_json=as_json)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    channel: ChannelOption,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many passages.")] = 10,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, dense or bm25.")] = "hybrid",
+    as_json: JsonOption = False,
+) -> None:
+    """Show the passages a channel may see for a query, best first (no relevance floor)."""
+    if mode not in SEARCH_MODES:
+        raise typer.BadParameter(f"choose one of {', '.join(SEARCH_MODES)}", param_hint="--mode")
+    with _services() as services:
+        passages, timings = services.retriever.search(query, Audience.for_conversation(channel), k=k, mode=mode)
+    if as_json:
+        results = [
+            {"doc_id": p.doc_id, "title": p.title, "source": p.source, "text": p.text, "score": round(p.score, 4),
+             "similarity": round(p.similarity, 4), "scope": p.scope.as_list(), "chunk_id": p.chunk_id}
+            for p in passages
+        ]
+        print(json.dumps({"results": results, "timings_ms": {k_: round(v, 1) for k_, v in timings.items()}}))
+        return
+    if not passages:
+        out.print("No documents visible to this channel match.")
+        return
+    table = Table(show_lines=True)
+    for column in ("#", "score", "document", "passage"):
+        table.add_column(column, overflow="fold")
+    for n, p in enumerate(passages, start=1):
+        document = f"[bold]{escape(p.title)}[/]\n[dim]{escape(p.source)}\nscope: {escape(str(p.scope))}[/]"
+        table.add_row(str(n), f"{p.score:.3f}", document, escape(_shorten(p.text, 300)))
+    out.print(table)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, as you would ask it in Slack.")],
+    channel: ChannelOption,
+    user: Annotated[Optional[str], typer.Option("--user", help="Slack user ID of the asker (recorded).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer a question from the documents the channel may see, with numbered sources."""
+    with _services() as services:
+        answer = answer_question(question, Audience.for_conversation(channel), services.answer_deps)
+    if as_json:
+        print(json.dumps(answer.as_json()))
+    else:
+        print_answer(answer, out)
+
+
+@app.command()
+def documents(
+    channel: Annotated[Optional[str], typer.Option("--channel", "-c", help="Only what this conversation may see.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the documents in the index (those a channel may draw on, with --channel)."""
+    with _services() as services:
+        access = filter_for(Audience.for_conversation(channel)) if channel is not None else None
+        docs = services.store.list_documents(access)
+    if as_json:
+        print(json.dumps({"documents": [
+            {"doc_id": d.doc_id, "title": d.title, "source": d.source, "scope": d.scope.as_list(), "chunks": d.chunks}
+            for d in docs
+        ]}))
+        return
+    table = Table()
+    for column in ("title", "source", "scope", "chunks"):
+        table.add_column(column, overflow="fold")
+    for d in docs:
+        table.add_row(escape(d.title), escape(d.source), escape(str(d.scope)), str(d.chunks))
+    out.print(table if docs else "The index holds no documents visible here.")
+
+
+@app.command()
+def demo() -> None:
+    """Ingest the bundled sample handbook into a throwaway index and answer questions from several channels."""
+    from bot.demo import run_demo
+
+    try:
+        ok = run_demo(out)
+    except LorebotError as e:
+        err.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from e
+    if not ok:
+        raise typer.Exit(1)
+
+
+def print_answer(answer: Answer, console: Console) -> None:
+    """An answer and its numbered sources, laid out for a terminal."""
+    console.print(escape(answer.text))
+    if answer.citations:
+        console.print("\n[bold]Sources[/]")
+    for c in answer.citations:
+        console.print(f"  [bold][{c.n}][/] {escape(c.title)} [dim]({escape(c.source)})[/]")
+        if c.snippet not in answer.text:  # an extractive answer already shows its quote
+            console.print(f"      [italic]“{escape(c.snippet)}”[/]")
+
+
+def _print_ingest_report(report: IngestReport, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.as_dict()))
+        return
+    for path, reason in report.skipped:
+        err.print(f"[yellow]skipped[/] {escape(path)}: {escape(reason)}")
+    for path, reason in report.failed:
+        err.print(f"[red]failed[/]  {escape(path)}: {escape(reason)}")
+    out.print(report.summary())
+
+
+@contextmanager
+def _progress(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal; nothing when output is piped or --json is set."""
+    if not (enabled and err.is_terminal):
+        yield None
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("files"), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

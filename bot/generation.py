@@ -1,0 +1,131 @@
+"""Writing the answer from retrieved passages, behind one interface.
+
+The default generator is extractive: it quotes the passages' most relevant sentences, each with its
+``[n]`` citation, and says plainly that it is quoting. It needs no generation server and can never
+state anything the documents do not say. (A TGI-backed generator arrives behind the same interface.)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from knowledge.embedding import Embedder
+from knowledge.types import Passage
+
+QUOTED_LABEL = "Quoted from the documents:"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+_LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+_EMPHASIS = re.compile(r"\*\*|__|`")
+_TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A generator's output: the answer text (Markdown, with ``[n]`` markers into ``passages``)."""
+
+    text: str
+    generator: str
+    adapter: str | None = None
+    # What was quoted from each passage (1-based, as cited), for the sources' snippets.
+    quotes: dict[int, list[str]] = field(default_factory=dict)
+
+
+class Generator(Protocol):
+    name: str
+
+    def generate(self, question: str, passages: list[Passage]) -> Draft: ...
+
+
+@dataclass(frozen=True)
+class Quotable:
+    """A sentence, list item or table row as shown to the reader, and the text it is scored by.
+
+    Scoring text carries the nearest heading (or a table's header), so "Lumenfold matches 100
+    percent…" under "401(k) plan" is recognised as an answer about the 401(k).
+    """
+
+    shown: str
+    scored: str
+
+
+def quotable_units(text: str) -> list[Quotable]:
+    r"""The passage split into quotable units, headings used as context rather than quoted.
+
+    >>> [q.shown for q in quotable_units("## Leave\n- Ten days a year. Unused days expire.")]
+    ['Ten days a year.', 'Unused days expire.']
+    >>> quotable_units("| Tenure | Days |\n|---|---|\n| < 3 years | 18 |")[0].shown
+    'Tenure: < 3 years; Days: 18'
+    >>> quotable_units("| 25 minutes | Page the VP |")[0].shown
+    '25 minutes; Page the VP'
+    """
+    units: list[Quotable] = []
+    context, header = "", None
+    lines = [_EMPHASIS.sub("", line).strip() for line in text.splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if _TABLE_RULE.match(line):
+            continue
+        if _is_table_row(line):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]):
+                header = cells  # a header row is the one a Markdown rule line follows
+                continue
+            named = zip(header, cells) if header and len(header) == len(cells) else (("", c) for c in cells)
+            shown = "; ".join(f"{h}: {c}" if h else c for h, c in named if c)
+            units.append(Quotable(shown, f"{context}: {shown}" if context else shown))
+            continue
+        header = None
+        if _is_heading(line):
+            context = line.lstrip("#").strip()
+            continue
+        line = _LIST_MARKER.sub("", line)
+        for sentence in _SENTENCE_END.split(line):
+            if len(sentence.split()) >= 3:
+                units.append(Quotable(sentence.strip(), f"{context}: {sentence.strip()}" if context else sentence.strip()))
+    return units
+
+
+def _is_table_row(line: str) -> bool:
+    return line.startswith("|") or line.count(" | ") >= 1
+
+
+def _is_heading(line: str) -> bool:
+    if line.startswith("#"):
+        return True
+    # PDFs lose heading markup: a short line that does not end like a sentence reads as one.
+    return not _LIST_MARKER.match(line) and len(line.split()) <= 8 and not line.rstrip().endswith((".", "!", "?", ":", ";", ","))
+
+
+@dataclass
+class ExtractiveGenerator:
+    """Quotes the sentences closest in meaning to the question from the best passages."""
+
+    embedder: Embedder
+    max_sentences: int = 3
+    passages_considered: int = 3
+    # A sentence is quoted only if it is nearly as relevant as the best one: no padding with noise.
+    relative_floor: float = 0.8
+    name: str = "extractive"
+
+    def generate(self, question: str, passages: list[Passage]) -> Draft:
+        candidates = [
+            (n, order, unit)
+            for n, passage in enumerate(passages[: self.passages_considered], start=1)
+            for order, unit in enumerate(quotable_units(passage.text))
+        ]
+        if not candidates:
+            return Draft(text="", generator=self.name)
+        vectors = self.embedder.encode([question, *[unit.scored for _, _, unit in candidates]])
+        scores = vectors[1:] @ vectors[0]
+        best = float(np.max(scores))
+        threshold = best * self.relative_floor if best > 0 else best
+        chosen = [candidates[i] for i in np.argsort(-scores)[: self.max_sentences] if scores[i] >= threshold]
+        chosen.sort(key=lambda item: (item[0], item[1]))  # passage rank, then reading order
+        lines = [f"> {unit.shown} [{n}]" for n, _, unit in chosen]
+        quotes: dict[int, list[str]] = {}
+        for n, _, unit in chosen:
+            quotes.setdefault(n, []).append(unit.shown)
+        return Draft(text=QUOTED_LABEL + "\n" + "\n".join(lines), generator=self.name, quotes=quotes)

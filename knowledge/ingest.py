@@ -1,0 +1,237 @@
+"""Files in, chunks with vectors in the store: incremental, atomic per document, and never all-or-nothing.
+
+- An unchanged document costs no embedding work (same content hash, same scope: skipped).
+- Same content under a new scope is re-scoped in place, without re-embedding.
+- A changed document replaces its chunks in one store commit; chunks whose text did not change
+  keep their vectors.
+- A file that fails to load is reported and skipped; what was indexed from it before stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from knowledge.access import Scope
+from knowledge.chunking import ChunkingOptions, chunk_document
+from knowledge.embedding import Embedder
+from knowledge.errors import LoadError, LorebotError
+from knowledge.loaders import discover, load_file
+from knowledge.stores.base import VectorStore
+from knowledge.types import Chunk, Document, DocumentInfo, StoredChunk
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+# Enough chunks per store commit to keep the encoder's batches full and commits few.
+BATCH_CHUNKS = 512
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did, for the one-line summary and ``--json``."""
+
+    added: int = 0
+    updated: int = 0
+    rescoped: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    chunks_written: int = 0
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> str:
+        rescoped = f" ({self.rescoped} re-scoped)" if self.rescoped else ""
+        return (
+            f"{self.added} added, {self.updated} updated{rescoped}, {self.unchanged} unchanged, "
+            f"{self.removed} removed, {len(self.failed)} failed; {self.chunks_written} chunks written "
+            f"({self.chunks_embedded} embedded) in {self.seconds:.1f}s"
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "added": self.added, "updated": self.updated, "rescoped": self.rescoped,
+            "unchanged": self.unchanged, "removed": self.removed,
+            "failed": [{"path": p, "reason": r} for p, r in self.failed],
+            "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "chunks_written": self.chunks_written, "chunks_embedded": self.chunks_embedded,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def document_id(path: Path) -> str:
+    """A document's identity is where it lives: the same file re-ingested replaces itself."""
+    return hashlib.sha256(str(path).encode()).hexdigest()[:32]
+
+
+def content_hash(*, title: str, text: str, chunking: ChunkingOptions) -> str:
+    """Changes when the text, the title, or the way it is chunked changes."""
+    key = f"{chunking.max_tokens}/{chunking.overlap_tokens}\x00{title}\x00{text}"
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def embedding_hash(model_id: str, text: str) -> str:
+    return hashlib.sha256(f"{model_id}\x00{text}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class Ingestor:
+    """Runs ingests against one store with one embedder."""
+
+    store: VectorStore
+    embedder: Embedder
+    chunking: ChunkingOptions = field(default_factory=ChunkingOptions)
+    batch_chunks: int = BATCH_CHUNKS
+
+    def ingest_paths(
+        self,
+        paths: list[Path],
+        *,
+        scope: Scope,
+        source_url: str | None = None,
+        prune: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Ingest files and folders (recursively) under one scope."""
+        started = time.perf_counter()
+        report = IngestReport()
+        roots = [Path(p).expanduser().resolve() for p in paths]
+        found = discover(roots)
+        report.skipped = [(str(p), reason) for p, reason in found.skipped]
+        documents = self._load(found.files, roots, scope=scope, source_url=source_url, report=report)
+        self.ingest_documents(documents, report=report, total=len(found.files), progress=progress)
+        if prune:
+            report.removed = self._prune(roots)
+        self.store.optimize()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_documents(
+        self,
+        documents: Iterable[Document],
+        *,
+        report: IngestReport | None = None,
+        total: int = 0,
+        progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Write already-loaded documents; the building block for files, Slack history and benchmarks."""
+        report = report or IngestReport()
+        known = {d.doc_id: d for d in self.store.list_documents()}
+        batch: list[tuple[Document, list[Chunk]]] = []
+        pending_chunks = 0
+        done = 0
+        for doc in documents:
+            done += 1
+            previous = known.get(doc.doc_id)
+            if previous is not None and previous.content_hash == doc.content_hash and previous.source == doc.source:
+                self._keep_or_rescope(doc, previous, report)
+            else:
+                chunks = chunk_document(doc, self.chunking)
+                batch.append((doc, chunks))
+                pending_chunks += len(chunks)
+                if previous is None:
+                    report.added += 1
+                else:
+                    report.updated += 1
+            if pending_chunks >= self.batch_chunks:
+                self._write(batch, known, report)
+                batch, pending_chunks = [], 0
+            if progress:
+                progress(done, max(total, done))
+        self._write(batch, known, report)
+        return report
+
+    def _load(self, files, roots, *, scope, source_url, report) -> Iterable[Document]:
+        for path in files:
+            try:
+                loaded = load_file(path)
+            except LoadError as e:
+                report.failed.append((str(path), e.reason))
+                log.warning("skipped %s: %s", path, e.reason)
+                continue
+            resolved = Path(path).resolve()
+            yield Document(
+                doc_id=document_id(resolved),
+                title=loaded.title,
+                source=_source_for(resolved, roots, source_url),
+                path=str(resolved),
+                text=loaded.text,
+                content_hash=content_hash(title=loaded.title, text=loaded.text, chunking=self.chunking),
+                scope=scope,
+            )
+
+    def _keep_or_rescope(self, doc: Document, previous: DocumentInfo, report: IngestReport) -> None:
+        if previous.scope == doc.scope:
+            report.unchanged += 1
+            return
+        self.store.rescope_document(doc.doc_id, doc.scope)
+        report.updated += 1
+        report.rescoped += 1
+
+    def _write(self, batch: list[tuple[Document, list[Chunk]]], known: dict, report: IngestReport) -> None:
+        if not batch:
+            return
+        reusable = self._reusable_vectors([doc.doc_id for doc, _ in batch if doc.doc_id in known])
+        model_id = self.embedder.model_id
+        hashes = {c.chunk_id: embedding_hash(model_id, c.embedding_text) for _, chunks in batch for c in chunks}
+        to_embed = [c for _, chunks in batch for c in chunks if hashes[c.chunk_id] not in reusable]
+        vectors = dict(zip((c.chunk_id for c in to_embed), self.embedder.encode([c.embedding_text for c in to_embed])))
+        rows: dict[str, list[StoredChunk]] = {}
+        for doc, chunks in batch:
+            rows[doc.doc_id] = [
+                _stored(doc, c, hashes[c.chunk_id], vectors.get(c.chunk_id, reusable.get(hashes[c.chunk_id])))
+                for c in chunks
+            ]
+        try:
+            self.store.upsert_documents(rows)
+        except LorebotError as e:
+            for doc, _ in batch:
+                report.failed.append((doc.path or doc.source, str(e)))
+            return
+        report.chunks_written += sum(len(c) for c in rows.values())
+        report.chunks_embedded += len(to_embed)
+
+    def _reusable_vectors(self, doc_ids: list[str]) -> dict[str, object]:
+        """Vectors of the chunks these documents have now, by embedding hash: unchanged text, no encoding."""
+        return {c.embedding_hash: c.vector for doc_id in doc_ids for c in self.store.chunks_of(doc_id) if c.vector is not None}
+
+    def _prune(self, roots: list[Path]) -> int:
+        removed = 0
+        for doc in self.store.list_documents():
+            if doc.path and _is_under(Path(doc.path), roots) and not os.path.exists(doc.path):
+                self.store.delete_document(doc.doc_id)
+                removed += 1
+        return removed
+
+
+def _stored(doc: Document, chunk: Chunk, hash_: str, vector) -> StoredChunk:
+    return StoredChunk(
+        chunk_id=chunk.chunk_id, doc_id=doc.doc_id, position=chunk.position, title=chunk.title,
+        heading_path=chunk.heading_path, text=chunk.text, source=doc.source, path=doc.path,
+        scope=doc.scope, content_hash=doc.content_hash, embedding_hash=hash_, vector=vector,
+    )
+
+
+def _source_for(path: Path, roots: list[Path], source_url: str | None) -> str:
+    """The path itself, or ``--source-url`` (joined with the path inside a folder that was given)."""
+    if not source_url:
+        return str(path)
+    for root in roots:
+        if root.is_dir() and _is_under(path, [root]):
+            return source_url.rstrip("/") + "/" + path.relative_to(root).as_posix()
+    return source_url
+
+
+def _is_under(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)

@@ -1,0 +1,115 @@
+"""A question and its audience in, ranked passages with their sources out.
+
+The store ranks chunks (hybrid: BM25 + dense, fused) among those the audience may see; here they are
+collapsed to one passage per document, and the relevance floor decides whether anything was found.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from knowledge.access import Audience, filter_for
+from knowledge.embedding import Embedder
+from knowledge.stores.base import SearchMode, SearchRequest, VectorStore
+from knowledge.types import Passage, ScoredChunk
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    """How retrieval ranks and when it says "found"."""
+
+    k: int = 5
+    mode: SearchMode = "hybrid"
+    candidates: int = 50
+    dense_weight: float = 0.5
+    min_similarity: float = 0.39
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """The passages for one question, and whether any of them is good enough to answer from."""
+
+    question: str
+    passages: tuple[Passage, ...]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def found(self) -> bool:
+        return bool(self.passages)
+
+
+@dataclass
+class Retriever:
+    store: VectorStore
+    embedder: Embedder
+    options: RetrievalOptions = field(default_factory=RetrievalOptions)
+
+    def search(
+        self, question: str, audience: Audience, *, k: int | None = None, mode: SearchMode | None = None
+    ) -> tuple[list[Passage], dict[str, float]]:
+        """The top ``k`` passages (one per document) the audience may see, best first, no floor."""
+        access = filter_for(audience)  # refuses an empty audience before any work is done
+        k = k or self.options.k
+        started = time.perf_counter()
+        vector = self.embedder.encode([question])[0]
+        embedded = time.perf_counter()
+        request = SearchRequest(
+            text=question, vector=vector, k=max(self.options.candidates, k * 4), mode=mode or self.options.mode,
+            candidates=max(self.options.candidates, k * 4), dense_weight=self.options.dense_weight,
+        )
+        hits = self.store.search(request, access)
+        searched = time.perf_counter()
+        timings = {"embed": (embedded - started) * 1000, "search": (searched - embedded) * 1000}
+        return collapse_by_document(hits)[:k], timings
+
+    def retrieve(self, question: str, audience: Audience, *, k: int | None = None) -> Retrieval:
+        """The passages good enough to answer from: at or above the relevance floor."""
+        passages, timings = self.search(question, audience, k=k)
+        good = tuple(p for p in passages if p.similarity >= self.options.min_similarity)
+        return Retrieval(question=question, passages=good, timings_ms=timings)
+
+
+def collapse_by_document(hits: list[ScoredChunk], *, max_chunks: int = 3, companion_ratio: float = 0.5) -> list[Passage]:
+    """One passage per document, ranked by its best chunk.
+
+    A document whose several chunks match does not crowd out other documents; instead its other
+    strong chunks (score at least ``companion_ratio`` of its best, up to ``max_chunks`` in all) join
+    the passage in reading order, so an answer spread over two sections is not cut in half.
+    """
+    groups: dict[str, list[ScoredChunk]] = {}
+    for hit in hits:  # hits arrive best first
+        group = groups.setdefault(hit.chunk.doc_id, [])
+        if len(group) < max_chunks and (not group or hit.score >= group[0].score * companion_ratio):
+            group.append(hit)
+    return [_passage(group) for group in groups.values()]
+
+
+def _passage(group: list[ScoredChunk]) -> Passage:
+    best = group[0].chunk
+    ordered = sorted((h.chunk for h in group), key=lambda c: c.position)
+    text = ordered[0].text
+    for previous, chunk in zip(ordered, ordered[1:]):
+        separator = "\n" if chunk.position == previous.position + 1 else "\n…\n"
+        text += separator + strip_overlap(previous.text, chunk.text)
+    return Passage(
+        doc_id=best.doc_id, chunk_id=best.chunk_id, title=best.title, source=best.source,
+        heading_path=best.heading_path, text=text, scope=best.scope, score=group[0].score,
+        similarity=max(h.similarity for h in group), also_matched=tuple(c.chunk_id for c in ordered if c != best),
+    )
+
+
+def strip_overlap(previous: str, following: str) -> str:
+    """``following`` without the words it repeats from the end of ``previous`` (chunk overlap).
+
+    >>> strip_overlap("one two three four", "three four five six")
+    'five six'
+    """
+    before = previous.split()
+    words = list(re.finditer(r"\S+", following))
+    after = [w.group() for w in words]
+    for size in range(min(len(before), len(after)), 0, -1):
+        if before[-size:] == after[:size]:
+            return following[words[size - 1].end():].strip()  # keeps the line breaks that follow
+    return following

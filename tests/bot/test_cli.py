@@ -1,0 +1,118 @@
+"""The lorebot CLI in-process: JSON shapes, clear errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+
+
+@pytest.fixture
+def run(handbook_data_dir, monkeypatch):
+    monkeypatch.setenv("LOREBOT_DATA_DIR", str(handbook_data_dir))
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, list(args))
+
+    return invoke
+
+
+def test_ask_json_shape(run):
+    result = run("ask", "how many vacation days do I get each year?", "--channel", "C0GENERAL", "--json")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert {"answer", "found", "citations", "generator", "adapter", "timings_ms"} <= set(answer)
+    assert answer["found"] is True and answer["generator"] == "extractive" and answer["adapter"] is None
+    assert answer["citations"], answer
+    for n, citation in enumerate(answer["citations"], start=1):
+        assert citation["n"] == n
+        assert {"n", "title", "source", "snippet", "score"} <= set(citation)
+        assert f"[{n}]" in answer["answer"]
+    assert answer["answer"].startswith("Quoted from the documents:")
+    assert {"embed", "search", "generate", "total"} <= set(answer["timings_ms"])
+
+
+def test_ask_not_found_json(run):
+    result = run("ask", "how do I bake sourdough bread?", "--channel", "C0GENERAL", "--json")
+    answer = json.loads(result.stdout)
+    assert answer["found"] is False and answer["citations"] == []
+    assert "documents visible to this channel" in answer["answer"]
+
+
+def test_search_json_shape(run):
+    result = run("search", "on-call stipend", "--channel", "C0ENGINEER", "-k", "3", "--json")
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)["results"]
+    assert len(results) == 3
+    for r in results:
+        assert {"doc_id", "title", "source", "text", "score", "scope"} <= set(r)
+        assert isinstance(r["scope"], list)
+
+
+def test_human_output_of_ask_lists_sources(run):
+    result = run("ask", "what is the on-call stipend?", "--channel", "C0ENGINEER")
+    assert result.exit_code == 0
+    assert "Sources" in result.stdout and "[1]" in result.stdout
+
+
+def test_ingest_without_a_scope_is_refused_with_a_clear_message(run, tmp_path):
+    (tmp_path / "a.md").write_text("# A\n\ntext\n")
+    result = run("ingest", str(tmp_path / "a.md"))
+    assert result.exit_code == 2
+    assert "--channel" in result.stderr and "--public" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_ingest_reports_a_bad_file_and_exits_nonzero(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path / "data"))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.md").write_text("# Good\n\nThe espresso machine is descaled on Mondays.\n")
+    (docs / "bad.pdf").write_bytes(b"not a pdf at all")
+    result = run("ingest", str(docs), "--channel", "C0KITCHEN")
+    assert result.exit_code == 1
+    assert "bad.pdf" in result.stderr
+    assert result.stdout.startswith("1 added")
+    found = json.loads(run("search", "espresso descaled", "--channel", "C0KITCHEN", "--json").stdout)["results"]
+    assert found[0]["title"] == "Good"
+
+
+def test_ingest_json_report(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "b.md").write_text("# B\n\nBicycles are parked in the basement.\n")
+    result = run("ingest", str(tmp_path / "b.md"), "--channel", "C0BIKES", "--json")
+    report = json.loads(result.stdout)
+    assert report["added"] == 1 and report["failed"] == [] and report["chunks_written"] >= 1
+
+
+@pytest.mark.parametrize("args", [
+    ("ask", "question", "--channel", ""),
+    ("ask", "question", "--channel", "general"),
+    ("search", "question", "--channel", " "),
+])
+def test_a_missing_or_malformed_audience_is_a_clear_error(run, args):
+    result = run(*args)
+    assert result.exit_code == 2
+    assert "error:" in result.stderr and "Traceback" not in result.output
+
+
+def test_unknown_search_mode_is_rejected(run):
+    result = run("search", "x", "--channel", "C0GENERAL", "--mode", "magic")
+    assert result.exit_code == 2
+
+
+def test_documents_lists_what_a_channel_may_draw_on(run):
+    docs = json.loads(run("documents", "--channel", "C0FINANCE", "--json").stdout)["documents"]
+    scopes = {tuple(d["scope"]) for d in docs}
+    assert ("C0FINANCE",) in scopes and ("C0ENGINEER",) not in scopes
+
+
+def test_invalid_setting_is_a_clear_error(run, monkeypatch):
+    monkeypatch.setenv("LOREBOT_MIN_SIMILARITY", "very high")
+    result = run("ask", "q", "--channel", "C0GENERAL")
+    assert result.exit_code == 2
+    assert "LOREBOT_MIN_SIMILARITY" in result.stderr and "number" in result.stderr

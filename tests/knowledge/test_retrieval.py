@@ -1,0 +1,85 @@
+"""Retrieval on the bundled handbook with the real embedding model: the right document, for the right audience."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from knowledge.access import Audience
+from knowledge.errors import AccessError
+from knowledge.retrieval import collapse_by_document
+from knowledge.types import ScoredChunk, StoredChunk
+from knowledge.access import Scope
+
+KNOWN = [
+    ("C0GENERAL", "what's the daily meal allowance when I travel for work?", "public/expenses-and-travel.md"),
+    ("C0GENERAL", "how do I get my laptop fixed or replaced?", "public/it-help-and-laptop-policy.html"),
+    ("C0GENERAL", "which days are we expected in the Boulder office?", "public/remote-work-and-office-hours.html"),
+    ("C0ENGINEER", "how do I roll back a bad deploy?", "engineering/deployment-and-release-process.html"),
+    ("C0ENGINEER", "what caused the contour tile cache outage?", "engineering/postmortem-2024-11-contour-tile-cache-outage.md"),
+    ("C0FINANCE", "what do we need to finish before the books close each quarter?", "finance/quarter-close-checklist.pdf"),
+    ("C0PEOPLE", "how is a harassment complaint investigated?", "hr/employee-relations-investigations-procedure.md"),
+]
+
+
+def _demo_questions(handbook_dir):
+    spec = json.loads((handbook_dir / "channels.json").read_text())
+    return [(q["channel"], q["question"], q["expect_doc"]) for q in spec["questions"] if q["expect_doc"]]
+
+
+def _top_source(services, channel, question, handbook_dir):
+    passages, _ = services.retriever.search(question, Audience.for_conversation(channel), k=3)
+    return str((passages[0].source)).removeprefix(str(handbook_dir.resolve()) + "/")
+
+
+@pytest.mark.parametrize("channel,question,expected", KNOWN)
+def test_known_questions_find_their_document_first(handbook_services, handbook_dir, channel, question, expected):
+    assert _top_source(handbook_services, channel, question, handbook_dir) == expected
+
+
+def test_demo_questions_find_their_document_first(handbook_services, handbook_dir):
+    for channel, question, expected in _demo_questions(handbook_dir):
+        assert _top_source(handbook_services, channel, question, handbook_dir) == expected, question
+
+
+def test_found_needs_a_passage_above_the_relevance_floor(handbook_services):
+    retrieval = handbook_services.retriever.retrieve("how do I bake sourdough bread?", Audience.for_conversation("C0GENERAL"))
+    assert not retrieval.found
+    retrieval = handbook_services.retriever.retrieve("how many vacation days do I get?", Audience.for_conversation("C0GENERAL"))
+    assert retrieval.found
+    assert all(p.similarity >= handbook_services.retriever.options.min_similarity for p in retrieval.passages)
+
+
+def test_results_carry_title_source_text_score_and_one_passage_per_document(handbook_services):
+    passages, timings = handbook_services.retriever.search("on-call pager escalation", Audience.for_conversation("C0ENGINEER"), k=5)
+    assert len(passages) == 5 and set(timings) == {"embed", "search"}
+    assert len({p.doc_id for p in passages}) == 5
+    assert all(p.title and p.source and p.text for p in passages)
+    assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_every_mode_respects_the_audience(handbook_services, mode):
+    passages, _ = handbook_services.retriever.search("vendor payment approval CFO second director", Audience.for_conversation("C0ENGINEER"), k=10, mode=mode)
+    assert all(p.scope.is_public or "C0ENGINEER" in p.scope.labels for p in passages)
+
+
+def test_an_empty_audience_is_refused_before_any_search(handbook_services):
+    with pytest.raises(AccessError):
+        handbook_services.retriever.search("anything", Audience(""))
+
+
+def _hit(doc, position, score, text):
+    chunk = StoredChunk(chunk_id=f"{doc}:{position}", doc_id=doc, position=position, title=doc, heading_path=(),
+                        text=text, source=doc, path=doc, scope=Scope.public(), content_hash="h", embedding_hash="e")
+    return ScoredChunk(chunk=chunk, score=score, similarity=score)
+
+
+def test_strong_chunks_of_one_document_join_its_passage_in_reading_order():
+    hits = [_hit("a", 3, 0.9, "three four five"), _hit("b", 0, 0.8, "bee"), _hit("a", 2, 0.7, "one two three four"),
+            _hit("a", 9, 0.1, "weak")]
+    passages = collapse_by_document(hits)
+    assert [p.doc_id for p in passages] == ["a", "b"]
+    assert passages[0].text == "one two three four\nfive"  # overlap removed, weak chunk left out
+    assert passages[0].chunk_id == "a:3" and passages[0].also_matched == ("a:2",)
