@@ -146,14 +146,19 @@ def _list_lines(list_tag: Tag, depth: int) -> list[str]:
 
 
 def _table_rows(table: Tag) -> list[str]:
+    """A table as Markdown rows; a header row (``<th>`` cells) is followed by a rule line, so
+    readers downstream know which row names the columns."""
     rows: list[str] = []
     for row in table.find_all("tr"):
         if row.find_parent("table") is not table:
             continue
-        cells = [_one_line(cell) for cell in row.find_all(["td", "th"], recursive=False)]
-        line = " | ".join(cell for cell in cells if cell)
-        if line:
-            rows.append(escape_line(line))
+        cells = row.find_all(["td", "th"], recursive=False)
+        texts = [_one_line(cell).replace("|", "/") for cell in cells]
+        if not any(texts):
+            continue
+        rows.append("| " + " | ".join(texts) + " |")
+        if len(rows) == 1 and cells and all(cell.name == "th" for cell in cells):
+            rows.append("|" + "---|" * len(cells))
     return rows
 
 

@@ -192,7 +192,7 @@ def test_html_keeps_the_content_and_drops_the_chrome(tmp_path: Path) -> None:
     assert headings(_outside_fences(text)) == ["# Travel policy", "## Allowances"]
     assert "Book flights early & keep receipts." in text
     assert "- Meals: 50 €\n- Hotel\n  - Up to 4 stars" in text
-    assert "City | Rate\nParis | 180" in text
+    assert "| City | Rate |\n|---|---|\n| Paris | 180 |" in text
     assert '```\n# not a heading\nprint("hi")\n```' in text
     assert "\\# also not a heading" in text
     assert_tidy(text)
