@@ -123,11 +123,12 @@ def search(
 def ask(
     question: Annotated[str, typer.Argument(help="The question, as you would ask it in Slack.")],
     channel: ChannelOption,
-    user: Annotated[Optional[str], typer.Option("--user", help="Slack user ID of the asker (recorded).")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", help="Slack user ID of the asker (for logs; per-user access is not resolved yet).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from the documents the channel may see, with numbered sources."""
     with _services() as services:
+        log.info("ask from user=%s channel=%s", user or "-", channel)
         answer = answer_question(question, Audience.for_conversation(channel), services.answer_deps)
     if as_json:
         print(json.dumps(answer.as_json()))

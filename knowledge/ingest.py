@@ -128,7 +128,7 @@ class Ingestor:
         """Write already-loaded documents; the building block for files, Slack history and benchmarks."""
         report = report or IngestReport()
         known = {d.doc_id: d for d in self.store.list_documents()}
-        batch: list[tuple[Document, list[Chunk]]] = []
+        batch: list[tuple[Document, list[Chunk], bool]] = []
         pending_chunks = 0
         done = 0
         for doc in documents:
@@ -138,12 +138,8 @@ class Ingestor:
                 self._keep_or_rescope(doc, previous, report)
             else:
                 chunks = chunk_document(doc, self.chunking)
-                batch.append((doc, chunks))
+                batch.append((doc, chunks, previous is None))
                 pending_chunks += len(chunks)
-                if previous is None:
-                    report.added += 1
-                else:
-                    report.updated += 1
             if pending_chunks >= self.batch_chunks:
                 self._write(batch, known, report)
                 batch, pending_chunks = [], 0
@@ -179,16 +175,17 @@ class Ingestor:
         report.updated += 1
         report.rescoped += 1
 
-    def _write(self, batch: list[tuple[Document, list[Chunk]]], known: dict, report: IngestReport) -> None:
+    def _write(self, batch: list[tuple[Document, list[Chunk], bool]], known: dict, report: IngestReport) -> None:
+        """Embed what is new and write the batch in one store commit; count only what landed."""
         if not batch:
             return
-        reusable = self._reusable_vectors([doc.doc_id for doc, _ in batch if doc.doc_id in known])
+        reusable = self._reusable_vectors([doc.doc_id for doc, _, _ in batch if doc.doc_id in known])
         model_id = self.embedder.model_id
-        hashes = {c.chunk_id: embedding_hash(model_id, c.embedding_text) for _, chunks in batch for c in chunks}
-        to_embed = [c for _, chunks in batch for c in chunks if hashes[c.chunk_id] not in reusable]
+        hashes = {c.chunk_id: embedding_hash(model_id, c.embedding_text) for _, chunks, _ in batch for c in chunks}
+        to_embed = [c for _, chunks, _ in batch for c in chunks if hashes[c.chunk_id] not in reusable]
         vectors = dict(zip((c.chunk_id for c in to_embed), self.embedder.encode([c.embedding_text for c in to_embed])))
         rows: dict[str, list[StoredChunk]] = {}
-        for doc, chunks in batch:
+        for doc, chunks, _ in batch:
             rows[doc.doc_id] = [
                 _stored(doc, c, hashes[c.chunk_id], vectors.get(c.chunk_id, reusable.get(hashes[c.chunk_id])))
                 for c in chunks
@@ -196,9 +193,12 @@ class Ingestor:
         try:
             self.store.upsert_documents(rows)
         except LorebotError as e:
-            for doc, _ in batch:
+            for doc, _, _ in batch:
                 report.failed.append((doc.path or doc.source, str(e)))
             return
+        new = sum(1 for _, _, is_new in batch if is_new)
+        report.added += new
+        report.updated += len(batch) - new
         report.chunks_written += sum(len(c) for c in rows.values())
         report.chunks_embedded += len(to_embed)
 
