@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -101,6 +102,8 @@ class LanceStore:
         except Exception as e:
             raise StoreError(f"cannot open the index at {self.path}: {e}") from e
         self._count_cache: dict[tuple[int, str], int] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lance-dense")
+        self._ann_settings: tuple[float, int | None] = (-1.0, None)
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -199,10 +202,10 @@ class LanceStore:
     def _tune_nprobes(self, sample: int = 50) -> tuple[int, float]:
         """The fewest partitions to probe for recall@10 ≥ the target against exact search."""
         queries = self._sample_vectors(sample)
-        exact = [self._dense_ids(q, k=10, exact=True) for q in queries]
+        exact = [self._nearest_ids(q, k=10, exact=True) for q in queries]
         recall = 0.0
         for nprobes in _NPROBES_LADDER:
-            found = [self._dense_ids(q, k=10, exact=False, nprobes=nprobes) for q in queries]
+            found = [self._nearest_ids(q, k=10, exact=False, nprobes=nprobes) for q in queries]
             recall = float(np.mean([len(set(f) & set(e)) / max(1, len(e)) for f, e in zip(found, exact)]))
             if recall >= TARGET_ANN_RECALL:
                 return nprobes, recall
@@ -217,15 +220,20 @@ class LanceStore:
         noisy = picked + rng.normal(scale=0.05, size=picked.shape).astype(np.float32)
         return list(noisy / np.linalg.norm(noisy, axis=1, keepdims=True))
 
-    def _dense_ids(self, vector: np.ndarray, *, k: int, exact: bool, nprobes: int = 0) -> list[str]:
+    def _nearest_ids(self, vector: np.ndarray, *, k: int, exact: bool, nprobes: int = 0) -> list[str]:
         query = self._dense_query(vector, k=k, where=None, exact=exact, nprobes=nprobes)
         return query.select(["chunk_id", "_distance"]).to_arrow()["chunk_id"].to_pylist()
 
     def _ann_nprobes(self) -> int | None:
+        """The tuned nprobes, or None while there is no ANN index (re-read when the file changes)."""
         settings = self.path / _ANN_SETTINGS
-        if not settings.is_file():
+        try:
+            mtime = settings.stat().st_mtime
+        except FileNotFoundError:
             return None
-        return int(json.loads(settings.read_text())["nprobes"])
+        if mtime != self._ann_settings[0]:
+            self._ann_settings = (mtime, int(json.loads(settings.read_text())["nprobes"]))
+        return self._ann_settings[1]
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -264,33 +272,71 @@ class LanceStore:
         if self._table is None:
             return []
         where = access.lance_where()
-        dense_rows = self._dense_rows(request, where) if request.mode != "bm25" else []
-        keyword_rows = self._keyword_rows(request, where) if request.mode != "dense" else []
-        rows = {r["chunk_id"]: r for r in [*keyword_rows, *dense_rows]}
-        dense = {r["chunk_id"]: 1.0 - float(r["_distance"]) for r in dense_rows}
-        keyword = {r["chunk_id"]: float(r["_score"]) for r in keyword_rows}
+        # Phase 1 ranks IDs only: the two retrievers run side by side (LanceDB releases the GIL).
+        dense_job = self._pool.submit(self._dense_ids, request, where) if request.mode != "bm25" else None
+        keyword = self._keyword_ids(request, where) if request.mode != "dense" else {}
+        dense = dense_job.result() if dense_job else {}
         if request.mode == "dense":
-            ranked = sorted(dense.items(), key=lambda item: -item[1])
+            ranked = sorted(((cid, sim) for cid, (sim, _) in dense.items()), key=lambda item: -item[1])
         elif request.mode == "bm25":
-            ranked = sorted(keyword.items(), key=lambda item: -item[1])
+            ranked = sorted(((cid, score) for cid, (score, _) in keyword.items()), key=lambda item: -item[1])
         else:
-            ranked = fuse(dense, keyword, dense_weight=request.dense_weight)
+            ranked = fuse({c: v[0] for c, v in dense.items()}, {c: v[0] for c, v in keyword.items()},
+                          dense_weight=request.dense_weight)
+        ranked = ranked[: request.k]
+        # Phase 2 reads whole rows for the winners only.
+        row_ids = {cid: (dense.get(cid) or keyword.get(cid))[1] for cid, _ in ranked}
+        rows = self._rows(row_ids, access)
         query = np.asarray(request.vector, dtype=np.float32)
-        hits = []
-        for chunk_id, score in ranked[: request.k]:
-            row = rows[chunk_id]
-            similarity = dense.get(chunk_id)
-            if similarity is None:
-                similarity = float(np.dot(query, np.asarray(row["vector"], dtype=np.float32)))
-            hits.append(ScoredChunk(chunk=_row_to_chunk(row, with_vector=False), score=score, similarity=similarity))
-        return hits
+        return [
+            ScoredChunk(
+                chunk=_row_to_chunk(rows[cid], with_vector=False),
+                score=score,
+                similarity=dense[cid][0] if cid in dense else float(query @ rows[cid]["vector"]),
+            )
+            for cid, score in ranked
+            if cid in rows
+        ]
 
-    def _dense_rows(self, request: SearchRequest, where: str) -> list[dict]:
+    def _dense_ids(self, request: SearchRequest, where: str) -> dict[str, tuple[float, int]]:
+        """``{chunk_id: (cosine similarity, row id)}`` of the nearest chunks the filter allows."""
         nprobes = self._ann_nprobes()
         exact = nprobes is None or self._visible_rows(where) < self.exact_search_max_rows
         query = self._dense_query(request.vector, k=request.candidates, where=where, exact=exact,
                                   nprobes=nprobes or 0)
-        return query.select([*_META_COLUMNS, "vector", "_distance"]).to_list()
+        found = query.with_row_id(True).select(["chunk_id", "_distance"]).to_arrow()
+        similarity = (1.0 - found["_distance"].to_numpy()).tolist()
+        return dict(zip(found["chunk_id"].to_pylist(), zip(similarity, found["_rowid"].to_pylist())))
+
+    def _keyword_ids(self, request: SearchRequest, where: str) -> dict[str, tuple[float, int]]:
+        """``{chunk_id: (BM25 score, row id)}`` of the best keyword matches the filter allows."""
+        words = keyword_query(request.text)
+        if not words:
+            return {}
+        query = self._table.search(words, query_type="fts", fts_columns="search_text")
+        query = query.where(where, prefilter=True).limit(request.candidates).with_row_id(True)
+        found = query.select(["chunk_id", "_score"]).to_arrow()
+        return dict(zip(found["chunk_id"].to_pylist(), zip(found["_score"].to_numpy().tolist(), found["_rowid"].to_pylist())))
+
+    def _rows(self, row_ids: dict[str, int], access: AccessFilter) -> dict[str, dict]:
+        """Full rows by row ID, checked against the IDs and the filter they were found with.
+
+        Row IDs change when the table is compacted; if that happened between the two phases,
+        the rows are read again by chunk ID instead. The access check here is a second line of
+        defence: the pre-filter already decided.
+        """
+        if not row_ids:
+            return {}
+        columns = [*_META_COLUMNS, "vector"]
+        fetched = self._table.take_row_ids(list(row_ids.values())).select(columns).to_arrow().to_pylist()
+        rows = {r["chunk_id"]: r for r in fetched}
+        if set(rows) != set(row_ids):
+            ids = ", ".join(_quote(c) for c in row_ids)
+            query = self._table.search().where(f"chunk_id IN ({ids})").select(columns).limit(len(row_ids))
+            rows = {r["chunk_id"]: r for r in query.to_arrow().to_pylist()}
+        for row in rows.values():
+            row["vector"] = np.asarray(row["vector"], dtype=np.float32)
+        return {cid: row for cid, row in rows.items() if access.allows(Scope.from_labels(row["scope"]))}
 
     def _dense_query(self, vector, *, k: int, where: str | None, exact: bool, nprobes: int):
         query = self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
@@ -301,14 +347,6 @@ class LanceStore:
             return query.bypass_vector_index()
         return query.nprobes(nprobes)
 
-    def _keyword_rows(self, request: SearchRequest, where: str) -> list[dict]:
-        words = keyword_query(request.text)
-        if not words:
-            return []
-        query = self._table.search(words, query_type="fts", fts_columns="search_text")
-        query = query.where(where, prefilter=True).limit(request.candidates)
-        return query.select([*_META_COLUMNS, "vector", "_score"]).to_list()
-
     def _visible_rows(self, where: str) -> int:
         """How many chunks an audience can see, cached per table version (served by the label index)."""
         key = (self._table.version, where)
@@ -318,6 +356,7 @@ class LanceStore:
         return self._count_cache[key]
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         self._table = None
         self._db = None
 
