@@ -8,6 +8,7 @@ query, before ranking.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 import numpy as np
@@ -21,14 +22,21 @@ SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "bm25")
 
 @dataclass(frozen=True)
 class SearchRequest:
-    """One query: its text (for BM25), its unit vector (for dense search), and how to fuse."""
+    """One query: its text (for BM25), its unit vector (for dense search), and how to fuse.
+
+    ``vector`` may be a function that computes it: a store can then run its keyword search while
+    the question is being embedded, and call it only when the dense search needs it.
+    """
 
     text: str
-    vector: np.ndarray
+    vector: np.ndarray | Callable[[], np.ndarray]
     k: int = 10
     mode: SearchMode = "hybrid"
     candidates: int = 50
     dense_weight: float = 0.5
+
+    def query_vector(self) -> np.ndarray:
+        return np.asarray(self.vector() if callable(self.vector) else self.vector, dtype=np.float32)
 
 
 class VectorStore(Protocol):

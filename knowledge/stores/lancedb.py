@@ -283,10 +283,12 @@ class LanceStore:
         if self._table is None:
             return []
         where = access.lance_where()
-        # Phase 1 ranks IDs only: the two retrievers run side by side (LanceDB releases the GIL).
-        dense_job = self._pool.submit(self._dense_ids, request, where) if request.mode != "bm25" else None
-        keyword = self._keyword_ids(request, where) if request.mode != "dense" else {}
-        dense = dense_job.result() if dense_job else {}
+        # Phase 1 ranks IDs only. BM25 starts first, in the background: it needs no vector, so it
+        # runs while the question is embedded and the dense search runs (LanceDB releases the GIL).
+        keyword_job = self._pool.submit(self._keyword_ids, request, where) if request.mode != "dense" else None
+        vector = request.query_vector()
+        dense = self._dense_ids(vector, request, where) if request.mode != "bm25" else {}
+        keyword = keyword_job.result() if keyword_job else {}
         if request.mode == "dense":
             ranked = sorted(((cid, sim) for cid, (sim, _) in dense.items()), key=lambda item: -item[1])
         elif request.mode == "bm25":
@@ -298,22 +300,21 @@ class LanceStore:
         # Phase 2 reads whole rows for the winners only.
         row_ids = {cid: (dense.get(cid) or keyword.get(cid))[1] for cid, _ in ranked}
         rows = self._rows(row_ids, access)
-        query = np.asarray(request.vector, dtype=np.float32)
         return [
             ScoredChunk(
                 chunk=_row_to_chunk(rows[cid], with_vector=False),
                 score=score,
-                similarity=dense[cid][0] if cid in dense else float(query @ rows[cid]["vector"]),
+                similarity=dense[cid][0] if cid in dense else float(vector @ rows[cid]["vector"]),
             )
             for cid, score in ranked
             if cid in rows
         ]
 
-    def _dense_ids(self, request: SearchRequest, where: str) -> dict[str, tuple[float, int]]:
+    def _dense_ids(self, vector: np.ndarray, request: SearchRequest, where: str) -> dict[str, tuple[float, int]]:
         """``{chunk_id: (cosine similarity, row id)}`` of the nearest chunks the filter allows."""
         nprobes = self._ann_nprobes()
         exact = nprobes is None or self._visible_rows(where) < self.exact_search_max_rows
-        query = self._dense_query(request.vector, k=request.candidates, where=where, exact=exact,
+        query = self._dense_query(vector, k=request.candidates, where=where, exact=exact,
                                   nprobes=nprobes or 0)
         found = query.with_row_id(True).select(["chunk_id", "_distance"]).to_arrow()
         similarity = (1.0 - found["_distance"].to_numpy()).tolist()
