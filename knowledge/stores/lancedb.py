@@ -304,7 +304,9 @@ class LanceStore:
             ScoredChunk(
                 chunk=_row_to_chunk(rows[cid], with_vector=False),
                 score=score,
-                similarity=dense[cid][0] if cid in dense else float(vector @ rows[cid]["vector"]),
+                # From the stored vector, not the index's distance: a quantised ANN index
+                # estimates distances, and the relevance floor needs the true cosine.
+                similarity=float(vector @ rows[cid]["vector"]),
             )
             for cid, score in ranked
             if cid in rows

@@ -63,3 +63,8 @@ def test_large_tables_get_an_ann_index_tuned_against_exact_search(tmp_path):
     big = store.search(type(req)(text="x", vector=noisy / np.linalg.norm(noisy), k=10, mode="dense", candidates=10),
                        audience("C0BIG"))
     assert len(big) == 10 and big[0].chunk.doc_id == "d1"
+    # Similarities are true cosines even when the quantised ANN index ranked the hits.
+    query = noisy / np.linalg.norm(noisy)
+    for hit in big:
+        stored = np.asarray(store.chunks_of(hit.chunk.doc_id)[0].vector)
+        assert hit.similarity == pytest.approx(float(query @ stored), abs=1e-5)
