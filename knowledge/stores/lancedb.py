@@ -102,7 +102,9 @@ class LanceStore:
         except Exception as e:
             raise StoreError(f"cannot open the index at {self.path}: {e}") from e
         self._count_cache: dict[tuple[int, str], int] = {}
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lance-dense")
+        # Keyword searches run here beside the dense search; several can be in flight when the bot
+        # answers questions concurrently.
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lance-bm25")
         self._ann_settings: tuple[float, int | None] = (-1.0, None)
 
     # -- opening -------------------------------------------------------------------------------
