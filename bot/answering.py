@@ -40,6 +40,10 @@ class Answer:
     adapter: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
+    def already_quotes(self, citation: Citation) -> bool:
+        """True when the answer text itself shows the citation's snippet (extractive answers do)."""
+        return all(part in self.text for part in citation.snippet.split(" … "))
+
     def as_json(self) -> dict:
         """The ``lorebot ask --json`` shape (a public interface: extend, never rename)."""
         return {

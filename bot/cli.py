@@ -180,7 +180,7 @@ def print_answer(answer: Answer, console: Console) -> None:
         console.print("\n[bold]Sources[/]")
     for c in answer.citations:
         console.print(f"  [bold][{c.n}][/] {escape(c.title)} [dim]({escape(c.source)})[/]")
-        if c.snippet not in answer.text:  # an extractive answer already shows its quote
+        if not answer.already_quotes(c):
             console.print(f"      [italic]“{escape(c.snippet)}”[/]")
 
 

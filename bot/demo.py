@@ -76,7 +76,7 @@ def _ask(console: Console, services, q: DemoQuestion, handbook: Path) -> bool:
     body = escape(answer.text)
     for c in answer.citations:
         body += f"\n\n[bold][{c.n}][/] {escape(c.title)}  [dim]{escape(_relative(c.source, handbook))} · {escape(', '.join(c.scope))}[/]"
-        if c.snippet not in answer.text:  # an extractive answer already shows its quote
+        if not answer.already_quotes(c):
             body += f"\n    [italic]“{escape(c.snippet)}”[/]"
     verdict = "[green]as expected[/]" if ok else "[red]NOT as expected[/]"
     title = f"[bold]{escape(q.channel_name)}[/] asks: {escape(q.question)}"
