@@ -30,6 +30,7 @@ _FENCE_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}(?=[^`]*$)|~{3,})")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])(?P<close>[\"'”’)\]]*)\s+")
 _SENTENCE_START = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n\s*")
 _SPACE = re.compile(r"\s+")
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,8 @@ class _Atom:
     text: str
     sep: str  # what joins it to the atom before it in the same chunk
     tokens: int
-    code: bool = False
+    # Code and table pieces: kept whole, and never cut up to make the next chunk's overlap.
+    verbatim: bool = False
 
 
 def _block_atoms(block: _Block, budget: int) -> list[_Atom]:
@@ -231,9 +233,41 @@ def _block_atoms(block: _Block, budget: int) -> list[_Atom]:
         atoms = [_Atom(block.text, "\n\n", tokens, block.code)]
     elif block.code:
         atoms = _code_atoms(block.text, budget)
+    elif _is_table(block.text):
+        atoms = _table_atoms(block.text, budget)
     else:
         atoms = _prose_atoms(block.text, budget)
     return [replace(atoms[0], sep="\n\n"), *atoms[1:]] if atoms else []
+
+
+def _is_table(text: str) -> bool:
+    lines = text.split("\n")
+    return len(lines) > 2 and lines[0].lstrip().startswith("|") and bool(_TABLE_RULE.match(lines[1]))
+
+
+def _table_atoms(text: str, budget: int) -> list[_Atom]:
+    """A long table as several tables, each repeating the header row: a chunk holding the last
+    rows still says what their columns mean."""
+    lines = text.split("\n")
+    header = "\n".join(lines[:2])
+    room = budget - estimate_tokens(header)
+    if room < budget // 2:  # a header too wide to repeat: fall back to plain lines
+        return _prose_atoms(text, budget)
+    atoms: list[_Atom] = []
+    rows: list[str] = []
+    for row in lines[2:]:
+        if rows and estimate_tokens("\n".join([*rows, row])) > room:
+            atoms.append(_table_atom(header, rows))
+            rows = []
+        rows.append(row)
+    if rows:
+        atoms.append(_table_atom(header, rows))
+    return [a for atom in atoms for a in ([atom] if atom.tokens <= budget else _prose_atoms(atom.text, budget))]
+
+
+def _table_atom(header: str, rows: list[str]) -> _Atom:
+    text = header + "\n" + "\n".join(rows)
+    return _Atom(text, "\n\n", estimate_tokens(text), verbatim=True)
 
 
 def _prose_atoms(text: str, budget: int) -> list[_Atom]:
@@ -292,7 +326,7 @@ def _code_atoms(code: str, budget: int) -> list[_Atom]:
         return _prose_atoms(code, budget)
     pieces = _pack(_prose_atoms(body, inner), inner, overlap=0)
     wrapped = ["\n".join(part for part in (opening, piece, closing) if part) for piece in pieces]
-    return [_Atom(text, "\n", estimate_tokens(text), code=True) for text in wrapped]
+    return [_Atom(text, "\n", estimate_tokens(text), verbatim=True) for text in wrapped]
 
 
 def _is_closing(opening: str, line: str) -> bool:
@@ -331,11 +365,11 @@ def _join(atoms: list[_Atom]) -> str:
 def _overlap(previous: list[_Atom], limit: int) -> list[_Atom]:
     """The end of the previous chunk, as whole sentences (or whole words), to open the next one.
 
-    Only prose after the last code atom is used: half a code block would be noise.
+    Only prose after the last code or table atom is used: half a code block or a table row would be noise.
     """
     prose: list[_Atom] = []
     for atom in reversed(previous):
-        if atom.code:
+        if atom.verbatim:
             break
         prose.insert(0, atom)
     if not prose or limit <= 0:

@@ -363,3 +363,17 @@ def test_estimate_is_an_over_estimate_of_the_real_tokenizer() -> None:
         for chunk in chunk_document(doc):
             # The model's hard limit, with [CLS] and [SEP], is 256 tokens.
             assert len(tokenizer.encode(chunk.embedding_text).ids) <= 256
+
+
+def test_a_long_table_repeats_its_header_in_every_chunk():
+    rows = "\n".join(f"| {n} minutes | page escalates to responder number {n} of the rotation |" for n in range(60))
+    text = f"# Runbook\n\n## Escalation\n\n| After | What happens |\n|---|---|\n{rows}\n"
+    doc = Document(doc_id="t", title="Runbook", source="", path="", content_hash="", scope=Scope.public(), text=text)
+    chunks = chunk_document(doc, ChunkingOptions(max_tokens=120, overlap_tokens=10))
+    table_chunks = [c for c in chunks if "minutes" in c.text]
+    assert len(table_chunks) > 1
+    for chunk in table_chunks:
+        assert chunk.text.startswith("| After | What happens |\n|---|---|")
+        assert estimate_tokens(chunk.embedding_text) <= 120
+    for n in range(60):
+        assert any(f"| {n} minutes |" in c.text for c in table_chunks)
