@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from knowledge.chunking import TABLE_RULE
 from knowledge.embedding import Embedder
 from knowledge.types import Passage
 
@@ -20,7 +21,6 @@ QUOTED_LABEL = "Quoted from the documents:"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _EMPHASIS = re.compile(r"\*\*|__|`")
-_TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}")
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,11 @@ def quotable_units(text: str) -> list[Quotable]:
     context, header = "", None
     lines = [_EMPHASIS.sub("", line).strip() for line in text.splitlines() if line.strip()]
     for i, line in enumerate(lines):
-        if _TABLE_RULE.match(line):
+        if TABLE_RULE.match(line):
             continue
         if _is_table_row(line):
             cells = [c.strip() for c in line.strip("|").split("|")]
-            if i + 1 < len(lines) and _TABLE_RULE.match(lines[i + 1]):
+            if i + 1 < len(lines) and TABLE_RULE.match(lines[i + 1]):
                 header = cells  # a header row is the one a Markdown rule line follows
                 continue
             named = zip(header, cells) if header and len(header) == len(cells) else (("", c) for c in cells)

@@ -30,7 +30,8 @@ _FENCE_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}(?=[^`]*$)|~{3,})")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])(?P<close>[\"'”’)\]]*)\s+")
 _SENTENCE_START = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n\s*")
 _SPACE = re.compile(r"\s+")
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
+# The line under a Markdown table's header row (``|---|---|``); shared with whoever reads tables.
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ def _block_atoms(block: _Block, budget: int) -> list[_Atom]:
 
 def _is_table(text: str) -> bool:
     lines = text.split("\n")
-    return len(lines) > 2 and lines[0].lstrip().startswith("|") and bool(_TABLE_RULE.match(lines[1]))
+    return len(lines) > 2 and lines[0].lstrip().startswith("|") and bool(TABLE_RULE.match(lines[1]))
 
 
 def _table_atoms(text: str, budget: int) -> list[_Atom]:
