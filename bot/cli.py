@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -45,24 +46,41 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log det
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if verbose:
+        log.setLevel(logging.DEBUG)  # the CLI's own failure details, tracebacks included
     for noisy in ("httpx", "sentence_transformers", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @contextmanager
-def _services(**overrides: object) -> Iterator[Services]:
-    """Settings and clients for one command; a LorebotError becomes a one-line message and exit 2."""
-    services = None
+def _clear_errors() -> Iterator[None]:
+    """A LorebotError becomes its one-line message and exit 2; anything unexpected a short line
+    and exit 3, with the traceback in the log (``-v``), never on the user's screen."""
     try:
-        services = build_services(load_settings(**overrides))
-        yield services
+        yield
+    except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        raise
     except LorebotError as e:
         log.debug("command failed", exc_info=True)
         err.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(2) from e
-    finally:
-        if services is not None:
-            services.close()
+    except Exception as e:
+        log.debug("unexpected failure", exc_info=True)  # shown with -v only
+        err.print(f"[red]unexpected error[/] ({type(e).__name__}): {escape(str(e))}")
+        raise typer.Exit(3) from e
+
+
+@contextmanager
+def _services(**overrides: object) -> Iterator[Services]:
+    """Settings and clients for one command, with clear errors, closed at the end."""
+    services = None
+    with _clear_errors():
+        try:
+            services = build_services(load_settings(**overrides))
+            yield services
+        finally:
+            if services is not None:
+                services.close()
 
 
 @app.command()
@@ -164,11 +182,8 @@ def demo() -> None:
     """Ingest the bundled sample handbook into a throwaway index and answer questions from several channels."""
     from bot.demo import run_demo
 
-    try:
+    with _clear_errors():
         ok = run_demo(out)
-    except LorebotError as e:
-        err.print(f"[red]error:[/] {escape(str(e))}")
-        raise typer.Exit(2) from e
     if not ok:
         raise typer.Exit(1)
 

@@ -31,3 +31,7 @@ class StoreError(LorebotError):
 
 class EmbeddingError(LorebotError):
     """The embedding model could not be loaded or did not verify."""
+
+
+class QuestionError(LorebotError):
+    """A question that cannot be searched for (empty, or nothing but punctuation)."""

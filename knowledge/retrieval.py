@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from knowledge.access import Audience, filter_for
 from knowledge.embedding import Embedder
+from knowledge.errors import QuestionError
 from knowledge.stores.base import SearchMode, SearchRequest, VectorStore
 from knowledge.types import Passage, ScoredChunk
 
@@ -51,7 +52,10 @@ class Retriever:
     ) -> tuple[list[Passage], dict[str, float]]:
         """The top ``k`` passages (one per document) the audience may see, best first, no floor."""
         access = filter_for(audience)  # refuses an empty audience before any work is done
+        if not question or not any(ch.isalnum() for ch in question):
+            raise QuestionError("the question is empty: ask something in words")
         k = k or self.options.k
+        candidates = max(self.options.candidates, k * 4)  # room to collapse chunks into documents
         timings: dict[str, float] = {}
 
         def embed_question():
@@ -62,8 +66,8 @@ class Retriever:
 
         started = time.perf_counter()
         request = SearchRequest(
-            text=question, vector=embed_question, k=max(self.options.candidates, k * 4), mode=mode or self.options.mode,
-            candidates=max(self.options.candidates, k * 4), dense_weight=self.options.dense_weight,
+            text=question, vector=embed_question, k=candidates, mode=mode or self.options.mode,
+            candidates=candidates, dense_weight=self.options.dense_weight,
         )
         hits = self.store.search(request, access)
         # The store may embed while it searches: "search" is the time beyond embedding.

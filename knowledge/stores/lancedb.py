@@ -92,8 +92,8 @@ class LanceStore:
         self.dimension = dimension
         self.model_id = model_id
         self.ann_min_rows = ann_min_rows
-        self.path.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.mkdir(parents=True, exist_ok=True)
             # Another process (an ingest) may write while this one serves: look for new versions often.
             self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(seconds=2))
             self._table = self._open_existing()

@@ -116,3 +116,20 @@ def test_invalid_setting_is_a_clear_error(run, monkeypatch):
     result = run("ask", "q", "--channel", "C0GENERAL")
     assert result.exit_code == 2
     assert "LOREBOT_MIN_SIMILARITY" in result.stderr and "number" in result.stderr
+
+
+@pytest.mark.parametrize("question", ["", "   ", "???"])
+def test_an_empty_question_is_a_clear_error(run, question):
+    result = run("ask", question, "--channel", "C0GENERAL")
+    assert result.exit_code == 2
+    assert "question is empty" in result.stderr and "Traceback" not in result.output
+
+
+def test_an_unreadable_index_is_a_short_message_not_a_traceback(run, tmp_path, monkeypatch):
+    # The data directory is a file: the store cannot be opened, whatever the library raises.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    monkeypatch.setenv("LOREBOT_DATA_DIR", str(blocker))
+    result = run("search", "anything", "--channel", "C0GENERAL")
+    assert result.exit_code == 2
+    assert "cannot open the index" in result.stderr and "Traceback" not in result.stderr

@@ -83,3 +83,10 @@ def test_strong_chunks_of_one_document_join_its_passage_in_reading_order():
     assert [p.doc_id for p in passages] == ["a", "b"]
     assert passages[0].text == "one two three four\nfive"  # overlap removed, weak chunk left out
     assert passages[0].chunk_id == "a:3" and passages[0].also_matched == ("a:2",)
+
+
+def test_an_empty_question_is_refused(handbook_services):
+    from knowledge.errors import QuestionError
+
+    with pytest.raises(QuestionError):
+        handbook_services.retriever.search(" ?! ", Audience.for_conversation("C0GENERAL"))
