@@ -2,8 +2,14 @@
 
 Indexes: a full-text (BM25) index on the chunk's title, headings and text; a label-list index on the
 scope, which serves the access pre-filter; a BTree on the chunk ID for upserts; and an ANN vector
-index once the table is large enough that exact search gets slow. Below that size, and for
-audiences that can see only a small part of the table, vector search is exact.
+index once the table is large enough that exact search gets slow.
+
+Below that size (``ann_min_rows``) the dense half of a search is exact. A long-running process
+(``vectors_in_memory``: the bot) answers it from an in-memory copy of the table
+(:mod:`knowledge.stores.memory_vectors`): a few milliseconds at 100k chunks, where LanceDB's own
+flat search over a pre-filtered table takes tens; a one-shot command lets LanceDB search, rather
+than load the whole table for one question. Above the threshold LanceDB's ANN index answers,
+except for audiences that see only a small part of the table, which are searched exactly.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +31,7 @@ from knowledge.access import PUBLIC, AccessFilter, Audience, Scope, filter_for
 from knowledge.errors import StoreError
 from knowledge.fusion import fuse
 from knowledge.stores.base import SearchRequest
+from knowledge.stores.memory_vectors import VectorSnapshot
 from knowledge.types import DocumentInfo, ScoredChunk, StoredChunk
 
 log = logging.getLogger(__name__)
@@ -84,14 +92,16 @@ class LanceStore:
         *,
         dimension: int,
         model_id: str,
-        ann_min_rows: int = 50_000,
+        ann_min_rows: int = 250_000,
         exact_search_max_rows: int = EXACT_SEARCH_MAX_ROWS,
+        vectors_in_memory: bool = False,
     ):
         self.path = Path(path)
         self.exact_search_max_rows = exact_search_max_rows
         self.dimension = dimension
         self.model_id = model_id
         self.ann_min_rows = ann_min_rows
+        self.vectors_in_memory = vectors_in_memory
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             # Another process (an ingest) may write while this one serves: look for new versions often.
@@ -106,6 +116,8 @@ class LanceStore:
         # answers questions concurrently.
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lance-bm25")
         self._ann_settings: tuple[float, int | None] = (-1.0, None)
+        self._snapshot: VectorSnapshot | None = None
+        self._snapshot_lock = threading.Lock()
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -289,7 +301,8 @@ class LanceStore:
         # runs while the question is embedded and the dense search runs (LanceDB releases the GIL).
         keyword_job = self._pool.submit(self._keyword_ids, request, where) if request.mode != "dense" else None
         vector = request.query_vector()
-        dense = self._dense_ids(vector, request, where) if request.mode != "bm25" else {}
+        snapshot = self._vector_snapshot()
+        dense = self._dense_ids(vector, request, access, snapshot) if request.mode != "bm25" else {}
         keyword = keyword_job.result() if keyword_job else {}
         if request.mode == "dense":
             ranked = sorted(((cid, sim) for cid, (sim, _) in dense.items()), key=lambda item: -item[1])
@@ -301,7 +314,7 @@ class LanceStore:
         ranked = ranked[: request.k]
         # Phase 2 reads whole rows for the winners only.
         row_ids = {cid: (dense.get(cid) or keyword.get(cid))[1] for cid, _ in ranked}
-        rows = self._rows(row_ids, access)
+        rows = self._rows(row_ids, access, snapshot)
         return [
             ScoredChunk(
                 chunk=_row_to_chunk(rows[cid], with_vector=False),
@@ -314,8 +327,12 @@ class LanceStore:
             if cid in rows
         ]
 
-    def _dense_ids(self, vector: np.ndarray, request: SearchRequest, where: str) -> dict[str, tuple[float, int]]:
+    def _dense_ids(self, vector: np.ndarray, request: SearchRequest, access: AccessFilter,
+                   snapshot: VectorSnapshot | None) -> dict[str, tuple[float, int]]:
         """``{chunk_id: (cosine similarity, row id)}`` of the nearest chunks the filter allows."""
+        if snapshot is not None:
+            return snapshot.nearest(vector, access.allowed, k=request.candidates)
+        where = access.lance_where()
         nprobes = self._ann_nprobes()
         exact = nprobes is None or self._visible_rows(where) < self.exact_search_max_rows
         query = self._dense_query(vector, k=request.candidates, where=where, exact=exact,
@@ -323,6 +340,31 @@ class LanceStore:
         found = query.with_row_id(True).select(["chunk_id", "_distance"]).to_arrow()
         similarity = (1.0 - found["_distance"].to_numpy()).tolist()
         return dict(zip(found["chunk_id"].to_pylist(), zip(similarity, found["_rowid"].to_pylist())))
+
+    def _vector_snapshot(self) -> VectorSnapshot | None:
+        """The in-memory vectors of the current table version, or None when the table is too big.
+
+        Reloaded when the version changes (an ingest wrote); the reload blocks the searches that
+        need it, so no search ever ranks a document's old vectors or scope after a write it can see.
+        """
+        table = self._table
+        if table is None or not self.vectors_in_memory:
+            return None
+        version = table.version
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.version == version:
+            return snapshot
+        with self._snapshot_lock:
+            snapshot = self._snapshot
+            if snapshot is not None and snapshot.version == version:
+                return snapshot
+            if table.count_rows() >= self.ann_min_rows:
+                self._snapshot = None
+                return None
+            columns = table.search().select([*_META_COLUMNS, "vector"]).with_row_id(True)
+            loaded = columns.limit(self.ann_min_rows).to_arrow()
+            self._snapshot = VectorSnapshot.from_arrow(version=version, table=loaded)
+            return self._snapshot
 
     def _keyword_ids(self, request: SearchRequest, where: str) -> dict[str, tuple[float, int]]:
         """``{chunk_id: (BM25 score, row id)}`` of the best keyword matches the filter allows."""
@@ -334,24 +376,30 @@ class LanceStore:
         found = query.select(["chunk_id", "_score"]).to_arrow()
         return dict(zip(found["chunk_id"].to_pylist(), zip(found["_score"].to_numpy().tolist(), found["_rowid"].to_pylist())))
 
-    def _rows(self, row_ids: dict[str, int], access: AccessFilter) -> dict[str, dict]:
+    def _rows(self, row_ids: dict[str, int], access: AccessFilter, snapshot: VectorSnapshot | None) -> dict[str, dict]:
         """Full rows by row ID, checked against the IDs and the filter they were found with.
 
-        Row IDs change when the table is compacted; if that happened between the two phases,
-        the rows are read again by chunk ID instead. The access check here is a second line of
-        defence: the pre-filter already decided.
+        From the in-memory snapshot when it has them all, else from the table. Row IDs change when
+        the table is compacted; if that happened between the two phases, the rows are read again by
+        chunk ID instead. The access check here is a second line of defence: the pre-filter decided.
         """
         if not row_ids:
             return {}
+        cached = snapshot.rows(list(row_ids.values())) if snapshot is not None else None
+        if cached is not None and {r["chunk_id"] for r in cached} == set(row_ids):
+            return {r["chunk_id"]: r for r in cached if access.allows(Scope.from_labels(r["scope"]))}
         columns = [*_META_COLUMNS, "vector"]
-        fetched = self._table.take_row_ids(list(row_ids.values())).select(columns).to_arrow().to_pylist()
-        rows = {r["chunk_id"]: r for r in fetched}
-        if set(rows) != set(row_ids):
+        fetched = self._table.take_row_ids(list(row_ids.values())).select(columns).to_arrow()
+        if set(fetched["chunk_id"].to_pylist()) != set(row_ids):
             ids = ", ".join(_quote(c) for c in row_ids)
             query = self._table.search().where(f"chunk_id IN ({ids})").select(columns).limit(len(row_ids))
-            rows = {r["chunk_id"]: r for r in query.to_arrow().to_pylist()}
-        for row in rows.values():
-            row["vector"] = np.asarray(row["vector"], dtype=np.float32)
+            fetched = query.to_arrow()
+        meta = fetched.select(_META_COLUMNS).to_pylist()
+        # Vectors through numpy: as Python lists they cost more than the rest of the search.
+        vectors = fetched["vector"].combine_chunks().flatten().to_numpy().reshape(len(meta), self.dimension)
+        for row, vector in zip(meta, vectors):
+            row["vector"] = vector
+        rows = {r["chunk_id"]: r for r in meta}
         return {cid: row for cid, row in rows.items() if access.allows(Scope.from_labels(row["scope"]))}
 
     def _dense_query(self, vector, *, k: int, where: str | None, exact: bool, nprobes: int):
@@ -373,6 +421,7 @@ class LanceStore:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._snapshot = None
         self._table = None
         self._db = None
 

@@ -15,9 +15,11 @@ from tests.knowledge.store_contract import DIMENSION, StoreContract, audience, c
 
 
 class TestLanceStoreContract(StoreContract):
-    @pytest.fixture
-    def store(self, tmp_path):
-        store = LanceStore(tmp_path / "index", dimension=DIMENSION, model_id="contract-model")
+    # Both ways of searching: LanceDB's own (one-shot commands) and the in-memory copy (the bot).
+    @pytest.fixture(params=[False, True], ids=["lancedb-search", "vectors-in-memory"])
+    def store(self, tmp_path, request):
+        store = LanceStore(tmp_path / "index", dimension=DIMENSION, model_id="contract-model",
+                           vectors_in_memory=request.param)
         yield store
         store.close()
 
@@ -68,3 +70,63 @@ def test_large_tables_get_an_ann_index_tuned_against_exact_search(tmp_path):
     for hit in big:
         stored = np.asarray(store.chunks_of(hit.chunk.doc_id)[0].vector)
         assert hit.similarity == pytest.approx(float(query @ stored), abs=1e-5)
+
+
+def _unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=DIMENSION).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def _dense(vector: np.ndarray, k: int):
+    return type(request("x"))(text="x", vector=vector, k=k, mode="dense", candidates=k)
+
+
+def test_small_tables_search_exactly_in_memory_and_agree_with_lancedb(tmp_path):
+    rng = np.random.default_rng(3)
+    labels = [Scope.public(), Scope.channels(["C0ALPHA"]), Scope.channels(["C0BETA"]),
+              Scope.channels(["C0ALPHA", "C0BETA"])]
+    store = LanceStore(tmp_path, dimension=DIMENSION, model_id="m", vectors_in_memory=True)
+    store.upsert_documents(_random_chunks(1_500, rng, channel_for=lambda i: labels[i % 4]))
+    store.optimize()
+    # The reference: LanceDB's own exact search, with no in-memory copy.
+    reference = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")
+    for channel in ("C0ALPHA", "C0BETA", "C0GAMMA"):
+        for _ in range(5):
+            query = _unit(rng)
+            ours = store.search(_dense(query, 20), audience(channel))
+            theirs = reference.search(_dense(query, 20), audience(channel))
+            assert [h.chunk.chunk_id for h in ours] == [h.chunk.chunk_id for h in theirs]
+            assert [h.similarity for h in ours] == pytest.approx([h.similarity for h in theirs], abs=1e-5)
+            allowed = {"public", channel}
+            assert all(allowed & h.chunk.scope.labels for h in ours)
+    assert store._snapshot is not None and len(store._snapshot) == 1_500
+    assert reference._snapshot is None
+
+
+def test_the_in_memory_copy_follows_every_write(tmp_path):
+    rng = np.random.default_rng(5)
+    store = LanceStore(tmp_path, dimension=DIMENSION, model_id="m", vectors_in_memory=True)
+    store.upsert_documents(_random_chunks(50, rng, channel_for=lambda i: Scope.public()))
+    target = np.asarray(store.chunks_of("d7")[0].vector)
+    assert store.search(_dense(target, 1), audience("C0OTHER"))[0].chunk.doc_id == "d7"
+
+    # Re-scoped to a private channel: gone from other channels at once, found in its own.
+    store.rescope_document("d7", Scope.channels(["C0SECRET"]))
+    assert "d7" not in {h.chunk.doc_id for h in store.search(_dense(target, 50), audience("C0OTHER"))}
+    assert store.search(_dense(target, 1), audience("C0SECRET"))[0].chunk.doc_id == "d7"
+
+    # A new vector for a document replaces the old one; a deleted document is gone.
+    [old] = store.chunks_of("d7")
+    moved = _unit(rng)
+    store.upsert_documents({"d7": [StoredChunk(**{**old.__dict__, "vector": moved})]})
+    hit = store.search(_dense(moved, 1), audience("C0SECRET"))[0]
+    assert hit.chunk.doc_id == "d7" and hit.similarity == pytest.approx(1.0, abs=1e-5)
+    store.delete_document("d7")
+    assert "d7" not in {h.chunk.doc_id for h in store.search(_dense(moved, 50), audience("C0SECRET"))}
+
+
+def test_an_audience_that_sees_nothing_gets_nothing(tmp_path):
+    rng = np.random.default_rng(9)
+    store = LanceStore(tmp_path, dimension=DIMENSION, model_id="m", vectors_in_memory=True)
+    store.upsert_documents(_random_chunks(20, rng, channel_for=lambda i: Scope.channels(["C0ONLY"])))
+    assert store.search(_dense(_unit(rng), 5), audience("C0ELSEWHERE")) == []
