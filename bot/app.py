@@ -21,13 +21,21 @@ from knowledge.stores.lancedb import LanceStore
 
 @dataclass
 class Services:
-    """Lazily built clients: a command that only lists documents never loads the model twice, etc."""
+    """Lazily built clients: a command that only lists documents never loads the model twice, etc.
+
+    ``long_running`` (the bot, not a one-shot command) buys query speed with start-up work and
+    memory: questions are embedded by an ONNX export of the model, and the store keeps its vectors
+    in memory below the ANN threshold. A single ``lorebot ask`` would pay for both and use neither.
+    """
 
     settings: Settings
+    long_running: bool = False
 
     @cached_property
     def embedder(self) -> Embedder:
-        return load_embedder(self.settings.embedding_model, batch_size=self.settings.embedding_batch_size)
+        onnx_cache = self.settings.data_dir / "models" if self.long_running else None
+        return load_embedder(self.settings.embedding_model, batch_size=self.settings.embedding_batch_size,
+                             onnx_cache_dir=onnx_cache)
 
     @cached_property
     def store(self) -> VectorStore:
@@ -36,6 +44,7 @@ class Services:
             dimension=self.embedder.dimension,
             model_id=self.embedder.model_id,
             ann_min_rows=self.settings.ann_min_rows,
+            vectors_in_memory=self.long_running,
         )
 
     @cached_property
@@ -68,9 +77,9 @@ class Services:
             self.store.close()
 
 
-def build_services(settings: Settings, *, embedder: Embedder | None = None) -> Services:
+def build_services(settings: Settings, *, embedder: Embedder | None = None, long_running: bool = False) -> Services:
     """Services for these settings; an already loaded embedder can be shared (tests, the demo)."""
-    services = Services(settings=settings)
+    services = Services(settings=settings, long_running=long_running)
     if embedder is not None:
         services.__dict__["embedder"] = embedder  # pre-fills the cached_property
     return services

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     min_similarity: float = Field(default=0.39, ge=-1.0, le=1.0, validation_alias="LOREBOT_MIN_SIMILARITY")
 
     # The vector index: exact search below this many chunks (fast enough and exact), ANN above.
-    ann_min_rows: int = Field(default=50_000, ge=1, validation_alias="LOREBOT_ANN_MIN_ROWS")
+    ann_min_rows: int = Field(default=250_000, ge=1, validation_alias="LOREBOT_ANN_MIN_ROWS")
 
     @field_validator("slack_api_url")
     @classmethod
