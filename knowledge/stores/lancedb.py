@@ -334,7 +334,7 @@ class LanceStore:
             return snapshot.nearest(vector, access.allowed, k=request.candidates)
         where = access.lance_where()
         nprobes = self._ann_nprobes()
-        exact = nprobes is None or self._visible_rows(where) < self.exact_search_max_rows
+        exact = nprobes is None or self._visible_count(where) < self.exact_search_max_rows
         query = self._dense_query(vector, k=request.candidates, where=where, exact=exact,
                                   nprobes=nprobes or 0)
         found = query.with_row_id(True).select(["chunk_id", "_distance"]).to_arrow()
@@ -363,6 +363,11 @@ class LanceStore:
                 return None
             columns = table.search().select([*_META_COLUMNS, "vector"]).with_row_id(True)
             loaded = columns.limit(self.ann_min_rows).to_arrow()
+            if loaded.num_rows >= self.ann_min_rows:  # grew past the threshold since it was counted
+                self._snapshot = None
+                return None
+            # Labelled with the version seen before reading: if the read saw a newer one, the next
+            # search finds the labels differ and reads again.
             self._snapshot = VectorSnapshot.from_arrow(version=version, table=loaded)
             return self._snapshot
 
@@ -385,9 +390,13 @@ class LanceStore:
         """
         if not row_ids:
             return {}
-        cached = snapshot.rows(list(row_ids.values())) if snapshot is not None else None
-        if cached is not None and {r["chunk_id"] for r in cached} == set(row_ids):
-            return {r["chunk_id"]: r for r in cached if access.allows(Scope.from_labels(r["scope"]))}
+        rows = snapshot.rows(list(row_ids.values())) if snapshot is not None else None
+        if rows is None or {r["chunk_id"] for r in rows} != set(row_ids):
+            rows = self._read_rows(row_ids)
+        return {r["chunk_id"]: r for r in rows if access.allows(Scope.from_labels(r["scope"]))}
+
+    def _read_rows(self, row_ids: dict[str, int]) -> list[dict]:
+        """Rows from the table by row ID, by chunk ID if the row IDs went stale."""
         columns = [*_META_COLUMNS, "vector"]
         fetched = self._table.take_row_ids(list(row_ids.values())).select(columns).to_arrow()
         if set(fetched["chunk_id"].to_pylist()) != set(row_ids):
@@ -399,8 +408,7 @@ class LanceStore:
         vectors = fetched["vector"].combine_chunks().flatten().to_numpy().reshape(len(meta), self.dimension)
         for row, vector in zip(meta, vectors):
             row["vector"] = vector
-        rows = {r["chunk_id"]: r for r in meta}
-        return {cid: row for cid, row in rows.items() if access.allows(Scope.from_labels(row["scope"]))}
+        return meta
 
     def _dense_query(self, vector, *, k: int, where: str | None, exact: bool, nprobes: int):
         query = self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
@@ -411,7 +419,7 @@ class LanceStore:
             return query.bypass_vector_index()
         return query.nprobes(nprobes)
 
-    def _visible_rows(self, where: str) -> int:
+    def _visible_count(self, where: str) -> int:
         """How many chunks an audience can see, cached per table version (served by the label index)."""
         key = (self._table.version, where)
         if key not in self._count_cache:

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from threadpoolctl import ThreadpoolController
 
-# Audiences whose visible rows are kept per snapshot (a mask and a position list each: at most
-# 5 bytes a row, so 128 audiences of a 100k table cost at most 64 MB).
+# Audiences whose visible row positions are kept per snapshot (at most 4 bytes a row, so 128
+# audiences of a 100k table cost at most 51 MB).
 _CACHED_AUDIENCES = 128
 # Below this share of the table, scoring only the visible rows beats scoring all and masking.
 _GATHER_BELOW_SHARE = 0.25
@@ -48,11 +48,10 @@ class VectorSnapshot:
     """
 
     version: int
-    chunk_ids: np.ndarray
     row_ids: np.ndarray
     matrix: np.ndarray  # (rows, dimension) float32
     postings: dict[str, np.ndarray]
-    columns: pa.Table  # every column but the vectors, row for row
+    columns: pa.Table  # every column but the vectors and row IDs, row for row
     _by_row_id: np.ndarray  # positions sorted by row ID, to find rows by ID
     _visible: OrderedDict = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -73,7 +72,6 @@ class VectorSnapshot:
         row_ids = table["_rowid"].to_numpy()
         return cls(
             version=version,
-            chunk_ids=np.asarray(table["chunk_id"].to_pylist(), dtype=object),
             row_ids=row_ids,
             matrix=matrix,
             postings=_postings(scope),
@@ -82,11 +80,11 @@ class VectorSnapshot:
         )
 
     def __len__(self) -> int:
-        return len(self.chunk_ids)
+        return len(self.row_ids)
 
     def nearest(self, vector: np.ndarray, allowed: frozenset[str], *, k: int) -> dict[str, tuple[float, int]]:
         """``{chunk_id: (cosine similarity, row id)}`` of the ``k`` nearest rows ``allowed`` may see."""
-        visible, hidden = self._visible_rows(allowed)
+        visible = self._visible_rows(allowed)
         if visible.size == 0 or k <= 0:
             return {}
         query = np.asarray(vector, dtype=np.float32)
@@ -96,32 +94,35 @@ class VectorSnapshot:
                 scores = self.matrix[visible] @ query
             else:
                 positions = None
-                scores = self.matrix @ query
-                scores[hidden] = -np.inf
+                all_scores = self.matrix @ query
+                scores = np.full_like(all_scores, -np.inf)
+                scores[visible] = all_scores[visible]
         top = min(k, visible.size)
         best = np.argpartition(-scores, top - 1)[:top]
         best = best[np.argsort(-scores[best], kind="stable")]
         rows = best if positions is None else positions[best]
+        chunk_ids = self.columns["chunk_id"].take(pa.array(rows)).to_pylist()
         return {
-            self.chunk_ids[r]: (float(s), int(self.row_ids[r]))
-            for r, s in zip(rows.tolist(), scores[best].tolist())
+            chunk_id: (float(score), int(self.row_ids[row]))
+            for chunk_id, row, score in zip(chunk_ids, rows.tolist(), scores[best].tolist())
         }
 
     def rows(self, row_ids: list[int]) -> list[dict] | None:
         """The rows with these IDs (all columns, ``vector`` as an array), or None if any is not here."""
+        if len(self) == 0:
+            return None
         wanted = np.asarray(row_ids, dtype=self.row_ids.dtype)
         found = np.searchsorted(self.row_ids, wanted, sorter=self._by_row_id)
-        found = np.minimum(found, len(self) - 1)
-        positions = self._by_row_id[found] if len(self) else found
-        if len(self) == 0 or not np.array_equal(self.row_ids[positions], wanted):
+        positions = self._by_row_id[np.minimum(found, len(self) - 1)]
+        if not np.array_equal(self.row_ids[positions], wanted):
             return None
         rows = self.columns.take(pa.array(positions)).to_pylist()
         for row, position in zip(rows, positions.tolist()):
             row["vector"] = self.matrix[position]
         return rows
 
-    def _visible_rows(self, allowed: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Positions of the rows ``allowed`` may see, and a mask of those it may not."""
+    def _visible_rows(self, allowed: frozenset[str]) -> np.ndarray:
+        """Sorted positions of the rows ``allowed`` may see."""
         with self._lock:
             cached = self._visible.get(allowed)
             if cached is not None:
@@ -129,13 +130,11 @@ class VectorSnapshot:
                 return cached
         parts = [self.postings[label] for label in allowed if label in self.postings]
         visible = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int32)
-        hidden = np.ones(len(self), dtype=bool)
-        hidden[visible] = False
         with self._lock:
-            self._visible[allowed] = visible, hidden
+            self._visible[allowed] = visible
             if len(self._visible) > _CACHED_AUDIENCES:
                 self._visible.popitem(last=False)
-        return visible, hidden
+        return visible
 
 
 def _postings(scope: pa.ListArray) -> dict[str, np.ndarray]:

@@ -130,3 +130,23 @@ def test_an_audience_that_sees_nothing_gets_nothing(tmp_path):
     store = LanceStore(tmp_path, dimension=DIMENSION, model_id="m", vectors_in_memory=True)
     store.upsert_documents(_random_chunks(20, rng, channel_for=lambda i: Scope.channels(["C0ONLY"])))
     assert store.search(_dense(_unit(rng), 5), audience("C0ELSEWHERE")) == []
+
+
+@pytest.mark.parametrize("in_memory", [False, True], ids=["lancedb-search", "vectors-in-memory"])
+def test_winners_are_read_by_chunk_id_when_compaction_moved_their_rows(tmp_path, in_memory):
+    rng = np.random.default_rng(11)
+    store = LanceStore(tmp_path, dimension=DIMENSION, model_id="m", vectors_in_memory=in_memory)
+    for doc_id, doc_chunks in _random_chunks(12, rng, channel_for=lambda i: Scope.public()).items():
+        store.upsert_documents({doc_id: doc_chunks})  # one fragment each
+    access = audience("C0ANY")
+    found = store._dense_ids(_unit(rng), _dense(_unit(rng), 12), access, store._vector_snapshot())
+    old_row_ids = {cid: row_id for cid, (_, row_id) in found.items() if not cid.startswith(("d0:", "d1:"))}
+    store.delete_document("d0")
+    store.delete_document("d1")
+    store.optimize()  # compaction rewrites the fragments: the old row IDs now point elsewhere or nowhere
+    moved = store._table.take_row_ids(list(old_row_ids.values())).select(["chunk_id"]).to_arrow()
+    assert set(moved["chunk_id"].to_pylist()) != set(old_row_ids)
+    rows = store._rows(old_row_ids, access, store._vector_snapshot())
+    assert set(rows) == set(old_row_ids)
+    for cid, row in rows.items():
+        assert row["text"] == f"chunk number {cid.split(':')[0][1:]}"
