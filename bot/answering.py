@@ -77,7 +77,7 @@ def answer_question(question: str, audience: Audience, deps: AnswerDeps) -> Answ
                       timings_ms=timings)
     passages = list(retrieval.passages)
     generated = time.perf_counter()
-    draft = deps.generator.generate(question, passages)
+    draft = deps.generator.generate(question, passages, question_vector=retrieval.question_vector)
     timings["generate"] = (time.perf_counter() - generated) * 1000
     text, citations = renumber_citations(draft.text, passages, quotes=draft.quotes)
     timings["total"] = (time.perf_counter() - started) * 1000

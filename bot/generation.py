@@ -37,7 +37,8 @@ class Draft:
 class Generator(Protocol):
     name: str
 
-    def generate(self, question: str, passages: list[Passage]) -> Draft: ...
+    def generate(self, question: str, passages: list[Passage], *, question_vector: np.ndarray | None = None) -> Draft:
+        """An answer from these passages; ``question_vector`` is the question's embedding if known."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class ExtractiveGenerator:
     relative_floor: float = 0.8
     name: str = "extractive"
 
-    def generate(self, question: str, passages: list[Passage]) -> Draft:
+    def generate(self, question: str, passages: list[Passage], *, question_vector: np.ndarray | None = None) -> Draft:
         candidates = [
             (n, order, unit)
             for n, passage in enumerate(passages[: self.passages_considered], start=1)
@@ -118,8 +119,9 @@ class ExtractiveGenerator:
         ]
         if not candidates:
             return Draft(text="", generator=self.name)
-        vectors = self.embedder.encode([question, *[unit.scored for _, _, unit in candidates]])
-        scores = vectors[1:] @ vectors[0]
+        if question_vector is None:  # retrieval already embedded it on the usual path
+            question_vector = self.embedder.encode([question])[0]
+        scores = self.embedder.encode([unit.scored for _, _, unit in candidates]) @ question_vector
         best = float(np.max(scores))
         threshold = best * self.relative_floor if best > 0 else best
         chosen = [candidates[i] for i in np.argsort(-scores)[: self.max_sentences] if scores[i] >= threshold]

@@ -10,6 +10,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from knowledge.access import Audience, filter_for
 from knowledge.embedding import Embedder
 from knowledge.errors import QuestionError
@@ -35,6 +37,8 @@ class Retrieval:
     question: str
     passages: tuple[Passage, ...]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The question's embedding, for a generator that compares text with it (None if never made).
+    question_vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def found(self) -> bool:
@@ -51,18 +55,25 @@ class Retriever:
         self, question: str, audience: Audience, *, k: int | None = None, mode: SearchMode | None = None
     ) -> tuple[list[Passage], dict[str, float]]:
         """The top ``k`` passages (one per document) the audience may see, best first, no floor."""
+        passages, timings, _ = self._search(question, audience, k=k, mode=mode)
+        return passages, timings
+
+    def _search(
+        self, question: str, audience: Audience, *, k: int | None, mode: SearchMode | None
+    ) -> tuple[list[Passage], dict[str, float], np.ndarray | None]:
         access = filter_for(audience)  # refuses an empty audience before any work is done
         if not question or not any(ch.isalnum() for ch in question):
             raise QuestionError("the question is empty: ask something in words")
         k = k or self.options.k
         candidates = max(self.options.candidates, k * 4)  # room to collapse chunks into documents
         timings: dict[str, float] = {}
+        embedded: list[np.ndarray] = []
 
         def embed_question():
             began = time.perf_counter()
-            vector = self.embedder.encode([question])[0]
+            embedded.append(self.embedder.encode([question])[0])
             timings["embed"] = (time.perf_counter() - began) * 1000
-            return vector
+            return embedded[0]
 
         started = time.perf_counter()
         request = SearchRequest(
@@ -73,13 +84,13 @@ class Retriever:
         # The store may embed while it searches: "search" is the time beyond embedding.
         timings.setdefault("embed", 0.0)
         timings["search"] = (time.perf_counter() - started) * 1000 - timings["embed"]
-        return collapse_by_document(hits)[:k], timings
+        return collapse_by_document(hits)[:k], timings, (embedded[0] if embedded else None)
 
     def retrieve(self, question: str, audience: Audience, *, k: int | None = None) -> Retrieval:
         """The passages good enough to answer from: at or above the relevance floor."""
-        passages, timings = self.search(question, audience, k=k)
+        passages, timings, vector = self._search(question, audience, k=k, mode=None)
         good = tuple(p for p in passages if p.similarity >= self.options.min_similarity)
-        return Retrieval(question=question, passages=good, timings_ms=timings)
+        return Retrieval(question=question, passages=good, timings_ms=timings, question_vector=vector)
 
 
 def collapse_by_document(hits: list[ScoredChunk], *, max_chunks: int = 3, companion_ratio: float = 0.5) -> list[Passage]:
