@@ -7,11 +7,14 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from knowledge.errors import EmbeddingError
+
+if TYPE_CHECKING:
+    from knowledge.onnx_encoder import OnnxQueryEncoder
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ class SentenceTransformerEmbedder:
     model_id: str
     batch_size: int = 64
     # ONNX Runtime twin for a few texts at a time (a question): 3-4x faster there, same vectors.
-    question_encoder: object | None = None
+    question_encoder: OnnxQueryEncoder | None = None
 
     @property
     def dimension(self) -> int:
@@ -105,8 +108,9 @@ def load_embedder(
 ) -> SentenceTransformerEmbedder:
     """Load an embedding model from disk: the bundled default, a folder, or a model already cached.
 
-    With ``onnx_cache_dir``, questions are embedded by an ONNX export of the model kept there
-    (see :mod:`knowledge.onnx_encoder`); documents always go through sentence-transformers.
+    With ``onnx_cache_dir``, batches of up to four texts (a question, a tiny document) are embedded
+    by an ONNX export of the model kept there (see :mod:`knowledge.onnx_encoder`); larger batches
+    go through sentence-transformers, which is as fast there. The vectors agree to 1e-6.
 
     >>> load_embedder("/nonexistent/model")  # doctest: +ELLIPSIS
     Traceback (most recent call last):

@@ -20,6 +20,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# One export at a time in this process; across processes the atomic rename keeps files whole.
+_EXPORT_LOCK = threading.Lock()
 # Vectors from the two runtimes must agree this closely, or the export is not used.
 MAX_DIFFERENCE = 1e-4
 _PROBES = [
@@ -90,9 +92,6 @@ def _is_mean_pooled_transformer(model) -> bool:
     if names[:2] != ["Transformer", "Pooling"] or any(n != "Normalize" for n in names[2:]):
         return False
     return model[1].get_config_dict().get("pooling_mode", "mean") == "mean" and hasattr(model[0], "auto_model")
-
-
-_EXPORT_LOCK = threading.Lock()
 
 
 def _export(model, path: Path) -> None:
