@@ -7,6 +7,8 @@ Every loader returns :class:`~knowledge.types.LoadedText` whose text is lightwei
 
 from __future__ import annotations
 
+import logging
+
 import os
 import stat
 from collections.abc import Callable
@@ -21,6 +23,8 @@ from knowledge.loaders.text import load_text
 from knowledge.types import LoadedText
 
 __all__ = ["SUPPORTED_SUFFIXES", "Discovered", "discover", "load_file"]
+
+log = logging.getLogger(__name__)
 
 _LOADERS: dict[str, Callable[[Path, bytes], LoadedText]] = {
     ".md": load_markdown,
@@ -51,7 +55,15 @@ def load_file(path: Path) -> LoadedText:
     data = _read_bytes(path)
     if not data.strip():
         raise LoadError(str(path), "no text found (the file is empty)")
-    loaded = loader(path, data)
+    try:
+        loaded = loader(path, data)
+    except LoadError:
+        raise
+    except RecursionError as e:
+        raise LoadError(str(path), "its structure is nested too deeply to read") from e
+    except Exception as e:  # a parser's bug or an input no loader foresaw: this file fails, not the ingest
+        log.warning("unexpected error loading %s", path, exc_info=True)
+        raise LoadError(str(path), f"cannot read the file ({type(e).__name__})") from e
     if not loaded.text.strip():
         raise LoadError(str(path), _NO_TEXT.get(suffix, "no text found"))
     return loaded

@@ -22,14 +22,15 @@ from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, P
 from knowledge.loaders.text import decode_text, escape_line, tidy, title_from_path
 from knowledge.types import LoadedText
 
+# Form controls are noise, not the <form> itself: some sites wrap the whole page in one.
 _NOISE = ["head", "title", "script", "style", "noscript", "template", "iframe", "svg", "nav", "aside",
-          "form"]
+          "button", "input", "select", "textarea"]
 _CHROME = ["header", "footer"]
 _HEADINGS = {f"h{level}": level for level in range(1, 7)}
 _LISTS = ["ul", "ol"]
 _BLOCKS = [
     *_HEADINGS, *_LISTS, *_NOISE, *_CHROME, "address", "article", "blockquote", "body", "caption",
-    "center", "dd", "details", "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "hr",
+    "center", "dd", "details", "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "form", "hr",
     "html", "li", "main", "p", "pre", "section", "summary", "table", "tbody", "td", "tfoot", "th",
     "thead", "tr",
 ]

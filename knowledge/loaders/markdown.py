@@ -30,7 +30,14 @@ _SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?P<line>=+|-+)[ \t]*$")
 _NOT_PARAGRAPH = re.compile(r"^(?: {4}|\t| {0,3}(?:[-*+>|]|\d+[.)])(?:\s|$))")
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 _CODE_SPAN_OR_TAG = re.compile(
-    r"(?P<code>(?P<ticks>`+).+?(?P=ticks))|(?P<br><br\s*/?>)|</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>"
+    r"(?P<code>(?P<ticks>`+).+?(?P=ticks))|(?P<br><br\s*/?>)|</?(?P<tag>[A-Za-z][A-Za-z0-9-]*)(?:\s[^<>]*)?/?>"
+)
+# Only these are HTML to drop: ``List<String>`` or ``x<y and z>w`` in prose are text, not tags.
+_HTML_ELEMENTS = frozenset(
+    "a abbr b bdi bdo big blockquote caption center cite code col colgroup dd del details dfn div dl dt "
+    "em figcaption figure font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p picture pre q s samp "
+    "section small source span strike strong sub summary sup table tbody td tfoot th thead time tr tt u "
+    "ul var video audio wbr".split()
 )
 
 
@@ -111,6 +118,9 @@ def _strip_tags(line: str) -> str:
     parts: list[str] = []
     position = 0
     for match in _CODE_SPAN_OR_TAG.finditer(line):
+        tag = match.group("tag")
+        if tag and tag.lower() not in _HTML_ELEMENTS:
+            continue  # not HTML: stays as text
         parts.append(html.unescape(line[position : match.start()]))
         parts.append(match.group("code") or (" " if match.group("br") else ""))
         position = match.end()

@@ -396,3 +396,23 @@ def test_discover_survives_symlink_loops_and_broken_links(tmp_path: Path) -> Non
     found = discover([docs])
     assert found.files == (docs / "alias.md",)
     assert found.skipped == ((docs / "dangling.md", "broken symbolic link"),)
+
+
+def test_html_nested_too_deeply_is_a_clear_failure_of_that_file(tmp_path: Path) -> None:
+    deep = b"<html><body>" + b"<div>" * 5000 + b"deep text" + b"</div>" * 5000 + b"</body></html>"
+    error = load_error(write(tmp_path / "deep.html", deep))
+    assert error.reason == "its structure is nested too deeply to read"
+
+
+def test_a_page_wrapped_in_a_form_keeps_its_text_but_not_its_controls(tmp_path: Path) -> None:
+    page = (b"<html><body><form action='/x'><main><h1>Badge policy</h1><p>Wear your badge on site.</p>"
+            b"<label>Name</label><input value='typed'><button>Submit request</button></main></form></body></html>")
+    loaded = load_file(write(tmp_path / "badges.html", page))
+    assert "Wear your badge on site." in loaded.text
+    assert "Submit request" not in loaded.text and "typed" not in loaded.text
+
+
+def test_markdown_keeps_angle_brackets_that_are_not_html(tmp_path: Path) -> None:
+    text = "# Types\n\nReturn a List<String> or Optional<Foo>; x<y and z>w. <b>Bold</b> <span class='k'>kept</span>.\n"
+    loaded = load_file(write(tmp_path / "types.md", text))
+    assert "Return a List<String> or Optional<Foo>; x<y and z>w. Bold kept." in loaded.text
