@@ -109,8 +109,8 @@ class Ingestor:
         roots = [Path(p).expanduser().resolve() for p in paths]
         found = discover(roots)
         report.skipped = [(str(p), reason) for p, reason in found.skipped]
-        documents = self._load(found.files, roots, scope=scope, source_url=source_url, report=report)
-        self.ingest_documents(documents, report=report, total=len(found.files), progress=progress)
+        documents = self._load(found.files, roots, scope=scope, source_url=source_url, report=report, progress=progress)
+        self.ingest_documents(documents, report=report)
         if prune:
             report.removed = self._prune(roots)
         self.store.optimize()
@@ -122,17 +122,13 @@ class Ingestor:
         documents: Iterable[Document],
         *,
         report: IngestReport | None = None,
-        total: int = 0,
-        progress: ProgressCallback | None = None,
     ) -> IngestReport:
         """Write already-loaded documents; the building block for files, Slack history and benchmarks."""
         report = report or IngestReport()
         known = {d.doc_id: d for d in self.store.list_documents()}
         batch: list[tuple[Document, list[Chunk], bool]] = []
         pending_chunks = 0
-        done = 0
         for doc in documents:
-            done += 1
             previous = known.get(doc.doc_id)
             if previous is not None and previous.content_hash == doc.content_hash and previous.source == doc.source:
                 self._keep_or_rescope(doc, previous, report)
@@ -143,19 +139,21 @@ class Ingestor:
             if pending_chunks >= self.batch_chunks:
                 self._write(batch, known, report)
                 batch, pending_chunks = [], 0
-            if progress:
-                progress(done, max(total, done))
         self._write(batch, known, report)
         return report
 
-    def _load(self, files, roots, *, scope, source_url, report) -> Iterable[Document]:
-        for path in files:
+    def _load(self, files, roots, *, scope, source_url, report, progress) -> Iterable[Document]:
+        """Documents from files, in order; progress counts every file, failed ones too."""
+        for done, path in enumerate(files, start=1):
             try:
                 loaded = load_file(path)
             except LoadError as e:
                 report.failed.append((str(path), e.reason))
                 log.warning("skipped %s: %s", path, e.reason)
                 continue
+            finally:
+                if progress:
+                    progress(done, len(files))
             resolved = Path(path).resolve()
             yield Document(
                 doc_id=document_id(resolved),
@@ -207,6 +205,9 @@ class Ingestor:
         return {c.embedding_hash: c.vector for doc_id in doc_ids for c in self.store.chunks_of(doc_id) if c.vector is not None}
 
     def _prune(self, roots: list[Path]) -> int:
+        # A root that is gone (a renamed folder, an unmounted drive) is reported as failed; its
+        # documents are kept rather than all deleted on what may be a typo.
+        roots = [root for root in roots if root.exists()]
         removed = 0
         for doc in self.store.list_documents():
             if doc.path and _is_under(Path(doc.path), roots) and not os.path.exists(doc.path):

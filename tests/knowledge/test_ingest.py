@@ -124,3 +124,20 @@ def test_source_url_names_each_file_of_a_folder(ingestor, docs):
 def test_summary_line_counts_everything(ingestor, docs):
     report = ingestor.ingest_paths([docs], scope=ENG)
     assert report.summary().startswith("3 added, 0 updated, 0 unchanged, 0 removed, 0 failed; ")
+
+
+def test_progress_counts_every_file_and_reaches_the_end_when_one_fails(ingestor, docs):
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really a pdf")
+    seen = []
+    report = ingestor.ingest_paths([docs], scope=ENG, progress=lambda done, total: seen.append((done, total)))
+    assert len(report.failed) == 1 and report.added == 3
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_prune_keeps_the_documents_of_a_root_that_is_gone(ingestor, docs, tmp_path):
+    ingestor.ingest_paths([docs], scope=ENG)
+    moved = tmp_path / "docs-renamed"
+    docs.rename(moved)
+    report = ingestor.ingest_paths([docs], scope=ENG, prune=True)
+    assert report.removed == 0 and [reason for _, reason in report.failed] == ["file not found"]
+    assert len(ingestor.store.list_documents()) == 3
