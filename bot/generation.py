@@ -62,6 +62,8 @@ def quotable_units(text: str) -> list[Quotable]:
     'Tenure: < 3 years; Days: 18'
     >>> quotable_units("| 25 minutes | Page the VP |")[0].shown
     '25 minutes; Page the VP'
+    >>> [q.shown for q in quotable_units("## Paging\nPages escalate after 10 minutes\nDental coverage: 80 percent")]
+    ['Pages escalate after 10 minutes', 'Dental coverage: 80 percent']
     """
     units: list[Quotable] = []
     context, header = "", None
@@ -79,13 +81,17 @@ def quotable_units(text: str) -> list[Quotable]:
             units.append(Quotable(shown, f"{context}: {shown}" if context else shown))
             continue
         header = None
-        if _is_heading(line):
+        if line.startswith("#"):
             context = line.lstrip("#").strip()
             continue
-        line = _LIST_MARKER.sub("", line)
-        for sentence in _SENTENCE_END.split(line):
+        item = _LIST_MARKER.sub("", line)
+        for sentence in _SENTENCE_END.split(item):
             if len(sentence.split()) >= 3:
                 units.append(Quotable(sentence.strip(), f"{context}: {sentence.strip()}" if context else sentence.strip()))
+        if _may_be_heading(line):
+            # PDFs lose heading markup, so a short line that does not end like a sentence may be
+            # one: it becomes the context of what follows, and stays quotable in case it is not.
+            context = line
     return units
 
 
@@ -93,10 +99,7 @@ def _is_table_row(line: str) -> bool:
     return line.startswith("|") or line.count(" | ") >= 1
 
 
-def _is_heading(line: str) -> bool:
-    if line.startswith("#"):
-        return True
-    # PDFs lose heading markup: a short line that does not end like a sentence reads as one.
+def _may_be_heading(line: str) -> bool:
     return not _LIST_MARKER.match(line) and len(line.split()) <= 8 and not line.rstrip().endswith((".", "!", "?", ":", ";", ","))
 
 
