@@ -42,7 +42,8 @@ class Answer:
 
     def already_quotes(self, citation: Citation) -> bool:
         """True when the answer text itself shows the citation's snippet (extractive answers do)."""
-        return all(part in self.text for part in citation.snippet.split(" … "))
+        # A long snippet is cut at a word and ends in "…": what is left of it must be in the text.
+        return all(part.removesuffix("…") in self.text for part in citation.snippet.split(" … "))
 
     def as_json(self) -> dict:
         """The ``lorebot ask --json`` shape (a public interface: extend, never rename)."""
@@ -118,8 +119,17 @@ def renumber_citations(
 
 def _snippet(quoted: list[str] | None, passage: Passage) -> str:
     """What the answer quoted from the passage, or else the passage's opening, within a short limit."""
-    snippet = " … ".join(quoted) if quoted else " ".join(passage.text.split())
-    return snippet if len(snippet) <= SNIPPET_CHARS else snippet[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
+    return shorten(" … ".join(quoted) if quoted else passage.text, SNIPPET_CHARS)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` on one line, cut at a word to at most ``limit`` characters, "…" marking a cut.
+
+    >>> shorten("Ten  days\\na year, rolled over", 14)
+    'Ten days a…'
+    """
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def _citation(n: int, passage: Passage, snippet: str) -> Citation:

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bot.answering import Answer, answer_question
+from bot.answering import Answer, answer_question, shorten
 from bot.app import Services, build_services
 from bot.config import load_settings
 from knowledge.access import Audience, Scope, filter_for
@@ -133,7 +133,7 @@ def search(
         table.add_column(column, overflow="fold")
     for n, p in enumerate(passages, start=1):
         document = f"[bold]{escape(p.title)}[/]\n[dim]{escape(p.source)}\nscope: {escape(str(p.scope))}[/]"
-        table.add_row(str(n), f"{p.score:.3f}", document, escape(_shorten(p.text, 300)))
+        table.add_row(str(n), f"{p.score:.3f}", document, escape(shorten(p.text, 300)))
     out.print(table)
 
 
@@ -220,11 +220,6 @@ def _progress(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], Non
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task(label, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
-
-
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def main() -> None:

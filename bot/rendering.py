@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.answering import Answer
+from bot.answering import Answer, shorten
 
 MAX_SECTION_CHARS = 3_000
 MAX_BLOCKS = 50
 MAX_MESSAGE_CHARS = 12_000
-SNIPPET_CHARS = 200
+SOURCE_QUOTE_CHARS = 200
 VOTE_UP, VOTE_DOWN = "vote_up", "vote_down"
 
 _CODE = re.compile(r"(```.*?```|`[^`\n]+`)", re.DOTALL)
@@ -119,9 +119,7 @@ def _sources(answer: Answer) -> list[dict]:
     for c in answer.citations:
         title = escape(c.title)
         link = f"<{c.source}|{title}>" if c.source.startswith(("http://", "https://")) else f"{title} ({escape(c.source)})"
-        snippet = escape(" ".join(c.snippet.split()))
-        if len(snippet) > SNIPPET_CHARS:
-            snippet = snippet[: SNIPPET_CHARS - 1].rsplit(" ", 1)[0] + "…"
+        snippet = escape(shorten(c.snippet, SOURCE_QUOTE_CHARS))
         blocks.append(_section(f"*[{c.n}]* {link}\n> {snippet}"[:MAX_SECTION_CHARS]))
     return blocks
 
