@@ -134,6 +134,9 @@ class Ingestor:
                 self._keep_or_rescope(doc, previous, report)
             else:
                 chunks = chunk_document(doc, self.chunking)
+                if not chunks:  # headings only: nothing a question could be answered from
+                    self._reject_empty(doc, previous, report)
+                    continue
                 batch.append((doc, chunks, previous is None))
                 pending_chunks += len(chunks)
             if pending_chunks >= self.batch_chunks:
@@ -164,6 +167,12 @@ class Ingestor:
                 content_hash=content_hash(title=loaded.title, text=loaded.text, chunking=self.chunking),
                 scope=scope,
             )
+
+    def _reject_empty(self, doc: Document, previous: DocumentInfo | None, report: IngestReport) -> None:
+        report.failed.append((doc.path or doc.source, "no text to index (headings only)"))
+        if previous is not None:  # its old text is no longer in the file: do not answer from it
+            self.store.delete_document(doc.doc_id)
+            report.removed += 1
 
     def _keep_or_rescope(self, doc: Document, previous: DocumentInfo, report: IngestReport) -> None:
         if previous.scope == doc.scope:

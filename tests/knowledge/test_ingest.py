@@ -141,3 +141,13 @@ def test_prune_keeps_the_documents_of_a_root_that_is_gone(ingestor, docs, tmp_pa
     report = ingestor.ingest_paths([docs], scope=ENG, prune=True)
     assert report.removed == 0 and [reason for _, reason in report.failed] == ["file not found"]
     assert len(ingestor.store.list_documents()) == 3
+
+
+def test_a_file_of_headings_only_fails_and_takes_its_old_text_with_it(ingestor, docs):
+    ingestor.ingest_paths([docs], scope=ENG)
+    (docs / "runbook.md").write_text("# Runbook\n\n## Paging\n")
+    report = ingestor.ingest_paths([docs], scope=ENG)
+    assert report.failed == [(str((docs / "runbook.md").resolve()), "no text to index (headings only)")]
+    assert report.removed == 1 and report.added == 0
+    assert "The pager escalates after seven minutes." not in " ".join(texts_for(ingestor, "C0ENG", "pager escalates"))
+    assert len(ingestor.store.list_documents()) == 2
