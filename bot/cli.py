@@ -21,7 +21,7 @@ from bot.answering import Answer, answer_question, shorten
 from bot.app import Services, build_services
 from bot.config import load_settings
 from knowledge.access import Audience, Scope, filter_for
-from knowledge.errors import LorebotError
+from knowledge.errors import LorebotError, StoreError
 from knowledge.ingest import IngestReport
 from knowledge.stores.base import SEARCH_MODES
 
@@ -42,7 +42,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details to stderr.")] = False) -> None:
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        # Without -v only errors: what went wrong with a file is already in the summary.
+        level=logging.INFO if verbose else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -71,12 +72,22 @@ def _clear_errors() -> Iterator[None]:
 
 
 @contextmanager
-def _services(**overrides: object) -> Iterator[Services]:
-    """Settings and clients for one command, with clear errors, closed at the end."""
+def _services(*, reading: bool = False) -> Iterator[Services]:
+    """Settings and clients for one command, with clear errors, closed at the end.
+
+    ``reading``: the command only reads the index, so a missing one is an error (a mistyped
+    LOREBOT_DATA_DIR), not an empty index that answers "nothing found".
+    """
     services = None
     with _clear_errors():
         try:
-            services = build_services(load_settings(**overrides))
+            settings = load_settings()
+            if reading and not settings.index_dir.is_dir():
+                raise StoreError(
+                    f"there is no index at {settings.index_dir}: ingest documents first "
+                    "(lorebot ingest PATH --public, or --channel ID), or check LOREBOT_DATA_DIR"
+                )
+            services = build_services(settings)
             yield services
         finally:
             if services is not None:
@@ -115,7 +126,7 @@ def search(
     """Show the passages a channel may see for a query, best first (no relevance floor)."""
     if mode not in SEARCH_MODES:
         raise typer.BadParameter(f"choose one of {', '.join(SEARCH_MODES)}", param_hint="--mode")
-    with _services() as services:
+    with _services(reading=True) as services:
         passages, timings = services.retriever.search(query, Audience.for_conversation(channel), k=k, mode=mode)
     if as_json:
         results = [
@@ -145,7 +156,7 @@ def ask(
     as_json: JsonOption = False,
 ) -> None:
     """Answer a question from the documents the channel may see, with numbered sources."""
-    with _services() as services:
+    with _services(reading=True) as services:
         log.info("ask from user=%s channel=%s", user or "-", channel)
         answer = answer_question(question, Audience.for_conversation(channel), services.answer_deps)
     if as_json:
@@ -160,7 +171,7 @@ def documents(
     as_json: JsonOption = False,
 ) -> None:
     """List the documents in the index (those a channel may draw on, with --channel)."""
-    with _services() as services:
+    with _services(reading=True) as services:
         access = filter_for(Audience.for_conversation(channel)) if channel is not None else None
         docs = services.store.list_documents(access)
     if as_json:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from knowledge.errors import ConfigurationError
@@ -60,13 +60,20 @@ class Settings(BaseSettings):
     def _api_url_ends_with_slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
 
+    @model_validator(mode="after")
+    def _overlap_fits_the_chunk(self) -> Settings:
+        # The chunker's own rule, checked here so the message names the settings (and every
+        # command checks it, not only ingest).
+        if self.chunk_overlap_tokens >= self.chunk_tokens // 2:
+            raise ValueError(
+                f"LOREBOT_CHUNK_OVERLAP_TOKENS ({self.chunk_overlap_tokens}) must be less than half of "
+                f"LOREBOT_CHUNK_TOKENS ({self.chunk_tokens})"
+            )
+        return self
+
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
-
-    @property
-    def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{(self.data_dir / 'lorebot.db').resolve()}"
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -75,6 +82,11 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors()
+            f"{_setting_name(err['loc'])}{err['msg'].removeprefix('Value error, ')}" for err in e.errors()
         )
         raise ConfigurationError(f"invalid configuration: {problems}") from e
+
+
+def _setting_name(location: tuple) -> str:
+    """``LOREBOT_X: `` for an error in one field; nothing for one that names its settings itself."""
+    return f"{'.'.join(str(part) for part in location)}: " if location else ""

@@ -130,6 +130,37 @@ def test_an_unreadable_index_is_a_short_message_not_a_traceback(run, tmp_path, m
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("x")
     monkeypatch.setenv("LOREBOT_DATA_DIR", str(blocker))
-    result = run("search", "anything", "--channel", "C0GENERAL")
+    note = tmp_path / "note.md"
+    note.write_text("# Note\n\nSome text.\n")
+    result = run("ingest", str(note), "--public")
     assert result.exit_code == 2
     assert "cannot open the index" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [["ask", "q?", "--channel", "C0GENERAL"], ["search", "q", "--channel", "C0GENERAL"],
+                                     ["documents"]])
+def test_reading_a_missing_index_is_an_error_not_an_empty_answer(run, tmp_path, monkeypatch, command):
+    monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path / "typo"))
+    result = run(*command)
+    assert result.exit_code == 2
+    assert "there is no index at" in result.stderr and "LOREBOT_DATA_DIR" in result.stderr
+    assert not (tmp_path / "typo").exists()  # nothing created on the way
+
+
+def test_an_overlap_too_large_for_the_chunk_names_both_settings(run, monkeypatch):
+    monkeypatch.setenv("LOREBOT_CHUNK_OVERLAP_TOKENS", "400")
+    result = run("documents")
+    assert result.exit_code == 2
+    assert "LOREBOT_CHUNK_OVERLAP_TOKENS (400)" in result.stderr and "LOREBOT_CHUNK_TOKENS (200)" in result.stderr
+
+
+def test_a_failed_file_is_reported_once_in_the_summary_and_exits_1(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path / "data"))
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "ok.md").write_text("# Ok\n\nThe office opens at nine.\n")
+    (folder / "broken.pdf").write_bytes(b"not a pdf")
+    result = run("ingest", str(folder), "--public")
+    assert result.exit_code == 1
+    assert result.stderr.count("broken.pdf") == 1 and "WARNING" not in result.stderr
+    assert "1 added" in result.output + result.stderr
