@@ -38,6 +38,8 @@ def test_another_conversation_never_sees_the_private_document(data_dir, channel)
     search = lorebot(data_dir, "search", SECRET, "--channel", channel, "--json")
     assert search.returncode == 0, search.stderr
     results = json.loads(search.stdout)["results"]
+    # Search has no floor: the one document this conversation may see comes back, and only it.
+    assert [r["title"] for r in results] == ["Lunch"]
     assert all("Falcon" not in r["title"] and "41 dollars" not in r["text"] for r in results)
     assert all(r["scope"] == ["public"] for r in results)
 
@@ -50,6 +52,7 @@ def test_another_conversation_never_sees_the_private_document(data_dir, channel)
 
 def test_its_own_channel_finds_and_cites_it(data_dir):
     ask = lorebot(data_dir, "ask", "When does the Falcon acquisition close?", "--channel", "C0DEALS", "--json")
+    assert ask.returncode == 0, ask.stderr
     answer = json.loads(ask.stdout)
     assert answer["found"] is True
     assert answer["citations"][0]["title"] == "Project Falcon"
