@@ -26,7 +26,8 @@ _TOKEN = re.compile(r"[^\W\d_]+|\d+|_|[^\w\s]")
 # Scripts beyond Latin are mostly split into single characters by all-MiniLM-L6-v2's vocabulary.
 _LATIN_END = 0x24F
 _HEADING = re.compile(r"^ {0,3}(?P<marks>#{1,6})[ \t]+(?P<text>.*?)(?:[ \t]+#+)?[ \t]*$")
-_FENCE_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}(?=[^`]*$)|~{3,})")
+# Code fences, shared with the Markdown loader (it writes what this module reads).
+FENCE_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}(?=[^`]*$)|~{3,})")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])(?P<close>[\"'”’)\]]*)\s+")
 _SENTENCE_START = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n\s*")
 _SPACE = re.compile(r"\s+")
@@ -130,7 +131,7 @@ def _sections(text: str) -> Iterator[_Section]:
     paragraph: list[str] = []
     lines = iter(text.splitlines())
     for line in lines:
-        fence = _FENCE_OPEN.match(line)
+        fence = FENCE_OPEN.match(line)
         heading = _HEADING.match(line)
         if fence or heading or not line.strip():
             _end_paragraph(paragraph, section)
@@ -160,7 +161,7 @@ def _read_fence(opening: str, fence: str, lines: Iterator[str]) -> str:
 
     An empty block gives ``""``: it says nothing worth a chunk.
     """
-    closing = _closing_fence(fence)
+    closing = closing_fence(fence)
     code = [opening]
     has_body = False
     for line in lines:
@@ -171,7 +172,7 @@ def _read_fence(opening: str, fence: str, lines: Iterator[str]) -> str:
     return "\n".join(code) if has_body else ""
 
 
-def _closing_fence(fence: str) -> re.Pattern[str]:
+def closing_fence(fence: str) -> re.Pattern[str]:
     """A closing fence: the same character, at least as many times, and nothing else."""
     return re.compile(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
 
@@ -331,8 +332,8 @@ def _code_atoms(code: str, budget: int) -> list[_Atom]:
 
 
 def _is_closing(opening: str, line: str) -> bool:
-    fence = _FENCE_OPEN.match(opening)
-    return bool(fence and _closing_fence(fence.group("fence")).match(line))
+    fence = FENCE_OPEN.match(opening)
+    return bool(fence and closing_fence(fence.group("fence")).match(line))
 
 
 # --- Packing atoms into chunks ----------------------------------------------------------------

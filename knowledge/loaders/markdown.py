@@ -17,13 +17,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from knowledge.chunking import FENCE_OPEN, closing_fence
 from knowledge.loaders.text import decode_text, tidy, title_from_path
 from knowledge.types import LoadedText
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(?P<body>.*?)^(?:---|\.\.\.)[ \t]*$\n?", re.DOTALL | re.MULTILINE)
 _YAML_KEY = re.compile(r"^[A-Za-z_][\w-]*[ \t]*:")
 _TITLE_KEY = re.compile(r"^title[ \t]*:[ \t]*(?P<value>.*?)[ \t]*$", re.MULTILINE)
-_FENCE_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}(?=[^`]*$)|~{3,})")
 _ATX = re.compile(r"^ {0,3}(?P<marks>#{1,6})(?:[ \t]+(?P<text>.*?))?(?:[ \t]+#+)?[ \t]*$")
 _SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?P<line>=+|-+)[ \t]*$")
 # Lines that cannot be (part of) a setext heading's text: list items, quotes, tables, indented code.
@@ -84,7 +84,7 @@ def _segments(lines: list[str]) -> list[_Segment]:
     prose: list[str] = []
     index = 0
     while index < len(lines):
-        fence = _FENCE_OPEN.match(lines[index])
+        fence = FENCE_OPEN.match(lines[index])
         if not fence:
             prose.append(lines[index])
             index += 1
@@ -98,7 +98,7 @@ def _segments(lines: list[str]) -> list[_Segment]:
 
 
 def _take_fence(lines: list[str], start: int, fence: str) -> tuple[list[str], int]:
-    closing = re.compile(rf"^ {{0,3}}{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$")
+    closing = closing_fence(fence)
     for index in range(start + 1, len(lines)):
         if closing.match(lines[index]):
             return lines[start : index + 1], index + 1
