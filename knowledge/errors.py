@@ -29,6 +29,10 @@ class StoreError(LorebotError):
     """The vector store failed or holds data in a shape lorebot cannot use."""
 
 
+class DatabaseError(LorebotError):
+    """The database (feedback, event de-duplication) is unreachable or refused an operation."""
+
+
 class EmbeddingError(LorebotError):
     """The embedding model could not be loaded or did not verify."""
 

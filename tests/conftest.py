@@ -81,3 +81,68 @@ def handbook_services(handbook_data_dir, real_embedder):
     services = build_services(load_settings(data_dir=handbook_data_dir), embedder=real_embedder)
     yield services
     services.close()
+
+
+POSTGRESQL_HOST, POSTGRESQL_PORT, POSTGRESQL_DATABASE = "127.0.0.1", 5432, "test"
+
+
+def _connect_to_postgresql():
+    """An autocommit connection to the local test PostgreSQL and the user it worked for, or a skip."""
+    import getpass
+
+    import psycopg
+
+    reason = ""
+    for user in dict.fromkeys(["postgres", getpass.getuser()]):
+        try:
+            connection = psycopg.connect(
+                host=POSTGRESQL_HOST,
+                port=POSTGRESQL_PORT,
+                dbname=POSTGRESQL_DATABASE,
+                user=user,
+                connect_timeout=2,
+                autocommit=True,
+            )
+            return connection, user
+        except psycopg.Error as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    pytest.skip(f"PostgreSQL is not reachable at {POSTGRESQL_HOST}:{POSTGRESQL_PORT}: {reason}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """The URL of an empty database: a SQLite file, or a fresh schema of the local PostgreSQL
+    (dropped afterwards; the test is skipped when the server is not running)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/lorebot.db"
+        return
+    import secrets
+
+    schema = f"lorebot_test_{secrets.token_hex(6)}"
+    connection, user = _connect_to_postgresql()
+    with connection:
+        connection.execute(f'CREATE SCHEMA "{schema}"')
+    # Every connection made from this URL sees only the fresh schema.
+    yield (
+        f"postgresql+psycopg://{user}@{POSTGRESQL_HOST}:{POSTGRESQL_PORT}/{POSTGRESQL_DATABASE}"
+        f"?options=-csearch_path%3D{schema}"
+    )
+    connection, _ = _connect_to_postgresql()
+    with connection:
+        connection.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def open_database(database_url):
+    """Opens an engine on ``database_url`` per call (a restart, another replica); all are disposed."""
+    from training.database import open_engine
+
+    engines = []
+
+    def open_one():
+        engines.append(open_engine(database_url))
+        return engines[-1]
+
+    yield open_one
+    for engine in engines:
+        engine.dispose()

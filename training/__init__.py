@@ -1,0 +1,1 @@
+"""Interactions and votes in, adapters out: the feedback store, datasets, fine-tuning, the scheduler."""
