@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.generation import Generator
+from bot.generation import Draft, Generator, StreamingGenerator
 from knowledge.access import Audience
 from knowledge.retrieval import Retriever
 from knowledge.types import Passage
@@ -39,6 +40,9 @@ class Answer:
     generator: str
     adapter: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Every passage the generator was given, in its [n] order before renumbering: the training
+    # pipeline learns from the whole context (cited and not), so it is kept with the answer.
+    passages: tuple[Passage, ...] = ()
 
     def already_quotes(self, citation: Citation) -> bool:
         """True when the answer text itself shows the citation's snippet (extractive answers do)."""
@@ -67,8 +71,14 @@ class AnswerDeps:
     generator: Generator
 
 
-def answer_question(question: str, audience: Audience, deps: AnswerDeps) -> Answer:
-    """Retrieve what this audience may see, write an answer from it, and keep only real citations."""
+def answer_question(
+    question: str, audience: Audience, deps: AnswerDeps, *, on_text: Callable[[str], None] | None = None
+) -> Answer:
+    """Retrieve what this audience may see, write an answer from it, and keep only real citations.
+
+    With ``on_text`` and a generator that streams, each piece of the answer is passed to it as it
+    is written (to show it in Slack); the returned answer is the finished, checked one.
+    """
     started = time.perf_counter()
     retrieval = deps.retriever.retrieve(question, audience)
     timings = dict(retrieval.timings_ms)
@@ -78,15 +88,27 @@ def answer_question(question: str, audience: Audience, deps: AnswerDeps) -> Answ
                       timings_ms=timings)
     passages = list(retrieval.passages)
     generated = time.perf_counter()
-    draft = deps.generator.generate(question, passages, question_vector=retrieval.question_vector)
+    if on_text is not None and isinstance(deps.generator, StreamingGenerator):
+        draft = _streamed(deps.generator, question, passages, on_text)
+    else:
+        draft = deps.generator.generate(question, passages, question_vector=retrieval.question_vector)
     timings["generate"] = (time.perf_counter() - generated) * 1000
     text, citations = renumber_citations(draft.text, passages, quotes=draft.quotes)
     timings["total"] = (time.perf_counter() - started) * 1000
     if not text.strip():
         return Answer(question=question, text=NOT_FOUND, found=False, citations=(), generator=draft.generator,
-                      adapter=draft.adapter, timings_ms=timings)
+                      adapter=draft.adapter, timings_ms=timings, passages=tuple(passages))
     return Answer(question=question, text=text, found=True, citations=tuple(citations), generator=draft.generator,
-                  adapter=draft.adapter, timings_ms=timings)
+                  adapter=draft.adapter, timings_ms=timings, passages=tuple(passages))
+
+
+def _streamed(generator: StreamingGenerator, question: str, passages: list[Passage],
+              on_text: Callable[[str], None]) -> Draft:
+    pieces = []
+    for piece in generator.stream(question, passages):
+        pieces.append(piece)
+        on_text(piece)
+    return Draft(text="".join(pieces), generator=generator.name, adapter=getattr(generator, "adapter", None))
 
 
 def renumber_citations(

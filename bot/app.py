@@ -5,18 +5,39 @@ Nothing else in lorebot constructs a store, an embedder or a generator.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from functools import cached_property
 
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from sqlalchemy import Engine
+
 from bot.answering import AnswerDeps
 from bot.config import Settings
+from bot.credentials import SlackCredentials
+from bot.dedup import EventLedger
 from bot.generation import ExtractiveGenerator, Generator
+from bot.home import HomeFacts
+from bot.listeners import BotDeps, register_listeners
+from bot.redaction import install_redaction
+from bot.replies import ReplyDeps
+from bot.slash import SlashDeps
+from bot.workers import CountingExecutor
 from knowledge.chunking import ChunkingOptions
 from knowledge.embedding import Embedder, load_embedder
+from knowledge.errors import ConfigurationError
 from knowledge.ingest import Ingestor
 from knowledge.retrieval import RetrievalOptions, Retriever
 from knowledge.stores.base import VectorStore
 from knowledge.stores.lancedb import LanceStore
+from training.database import default_database_url, open_engine
+from training.feedback import FeedbackStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,9 +93,24 @@ class Services:
     def answer_deps(self) -> AnswerDeps:
         return AnswerDeps(retriever=self.retriever, generator=self.generator)
 
+    @cached_property
+    def database(self) -> Engine:
+        """Feedback and the event ledger: SQLite in the data directory unless LOREBOT_DATABASE_URL says otherwise."""
+        return open_engine(self.settings.database_url or default_database_url(self.settings.data_dir))
+
+    @cached_property
+    def feedback(self) -> FeedbackStore:
+        return FeedbackStore(self.database)
+
+    @cached_property
+    def ledger(self) -> EventLedger:
+        return EventLedger(self.database)
+
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
+        if "database" in self.__dict__:
+            self.database.dispose()
 
 
 def build_services(settings: Settings, *, embedder: Embedder | None = None, long_running: bool = False) -> Services:
@@ -83,3 +119,100 @@ def build_services(settings: Settings, *, embedder: Embedder | None = None, long
     if embedder is not None:
         services.__dict__["embedder"] = embedder  # pre-fills the cached_property
     return services
+
+
+@dataclass
+class SlackBot:
+    """The Bolt app with everything its listeners use; ``close()`` stops the answer workers."""
+
+    app: App
+    deps: BotDeps
+    listener_threads: CountingExecutor
+    workers: CountingExecutor
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until every request received so far has been fully handled (listeners hand work
+        to the workers, so both must be empty at once)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.listener_threads.wait_idle(deadline - time.monotonic()) and \
+                    self.workers.wait_idle(max(0.0, deadline - time.monotonic())) and self.listener_threads.pending == 0:
+                return True
+        return False
+
+    def close(self) -> None:
+        """Finish what was accepted: listeners first (they hand work to the workers), then answers."""
+        self.listener_threads.shutdown(wait=True)
+        self.workers.shutdown(wait=True)
+
+
+def slack_client(settings: Settings, token: str) -> WebClient:
+    """The Web API client for every Slack call: SLACK_API_URL, and retries that honour rate limits
+    (429 with Retry-After) and brief connection failures, so an answer is delayed, not lost."""
+    return WebClient(
+        token=token,
+        base_url=settings.slack_api_url,
+        timeout=15,
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=4), ConnectionErrorRetryHandler(max_retry_count=2)],
+    )
+
+
+def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackBot:
+    """The Bolt app, its listeners registered with their dependencies.
+
+    The bot token is checked with ``auth.test`` first, so a revoked token or an unreachable
+    SLACK_API_URL is one clear error at start.
+    """
+    settings = services.settings
+    install_redaction(settings.secrets)
+    client = slack_client(settings, credentials.bot_token)
+    identity = _who_am_i(client, settings)
+    workers = CountingExecutor(settings.answer_workers, name="lorebot-answer")
+    # Bolt runs listeners here after acking; they only parse, de-duplicate and hand over, so a few
+    # threads keep up with any burst.
+    listener_threads = CountingExecutor(8, name="lorebot-listener")
+    replies = ReplyDeps(client=client, answering=services.answer_deps, feedback=services.feedback,
+                        bot_user_id=identity.get("user_id"), thread_messages=settings.thread_context_messages,
+                        thread_chars=settings.thread_context_chars)
+    deps = BotDeps(
+        replies=replies,
+        slash=SlashDeps(client=client, answering=services.answer_deps, feedback=services.feedback,
+                        store=services.store),
+        ledger=services.ledger,
+        workers=workers,
+        home_facts=lambda: _home_facts(services),
+        follow_up_in_threads=settings.follow_up_in_threads,
+    )
+    app = App(
+        client=client,
+        signing_secret=credentials.signing_secret,
+        # Socket Mode messages come over an authenticated socket and carry no signature.
+        request_verification_enabled=credentials.signing_secret is not None,
+        # Already verified above; Bolt still learns the bot's IDs (to ignore its own events).
+        token_verification_enabled=True,
+        logger=logging.getLogger("lorebot.bolt"),
+        listener_executor=listener_threads,
+    )
+    register_listeners(app, deps)
+    return SlackBot(app=app, deps=deps, listener_threads=listener_threads, workers=workers)
+
+
+def _who_am_i(client: WebClient, settings: Settings) -> dict:
+    try:
+        return client.auth_test().data  # type: ignore[return-value]
+    except SlackApiError as e:
+        raise ConfigurationError(
+            f"Slack refused SLACK_BOT_TOKEN ({e.response.get('error')}): check the token and that the app is installed"
+        ) from e
+    except (SlackClientError, OSError) as e:
+        raise ConfigurationError(f"could not reach Slack at {settings.slack_api_url} (SLACK_API_URL): {e}") from e
+
+
+def _home_facts(services: Services) -> HomeFacts:
+    try:
+        stats = services.feedback.stats()
+    except Exception:
+        log.error("could not read feedback totals for the App Home", exc_info=True)
+        stats = None
+    return HomeFacts(documents=services.store.list_documents(None), stats=stats,
+                     generator=services.generator.name, adapter=None)

@@ -24,6 +24,7 @@ from knowledge.access import Audience, Scope, filter_for
 from knowledge.errors import LorebotError, StoreError
 from knowledge.ingest import IngestReport
 from knowledge.stores.base import SEARCH_MODES
+from training.feedback import FeedbackStore
 
 app = typer.Typer(
     help="lorebot: answers from your own documents, with sources, for the channel that asks.",
@@ -186,6 +187,72 @@ def documents(
     for d in docs:
         table.add_row(escape(d.title), escape(d.source), escape(str(d.scope)), str(d.chunks))
     out.print(table if docs else "The index holds no documents visible here.")
+
+
+@app.command()
+def serve(
+    http: Annotated[bool, typer.Option("--http", help="Serve the Events API, slash commands and interactivity over HTTP (the default).")] = False,
+    socket: Annotated[bool, typer.Option("--socket", help="Connect to Slack over Socket Mode (needs SLACK_APP_TOKEN); no public URL needed.")] = False,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="HTTP port (0: any free port).")] = 3000,
+    host: Annotated[str, typer.Option("--host", help="HTTP address to listen on.")] = "0.0.0.0",
+) -> None:
+    """Run the Slack bot: answers @mentions in threads, /lorebot, feedback reactions and App Home."""
+    from bot.serving import run_http, run_socket_mode
+
+    if http and socket:
+        raise typer.BadParameter("choose --http or --socket, not both", param_hint="--socket")
+    with _clear_errors():
+        settings = load_settings()
+        if socket:
+            run_socket_mode(settings, console=err)
+        else:
+            run_http(settings, host=host, port=port, console=err)
+
+
+feedback_app = typer.Typer(help="Answers given and the votes they got.", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("stats")
+def feedback_stats(as_json: JsonOption = False) -> None:
+    """How many answers were given and how many 👍 / 👎 they got."""
+    with _database() as store:
+        stats = store.stats()
+    if as_json:
+        print(json.dumps(stats.as_json()))
+        return
+    out.print(f"{stats.interactions} answers, {stats.upvotes} 👍, {stats.downvotes} 👎 from {stats.voters} voters")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of stdout.")] = None,
+) -> None:
+    """One JSON line per answer: question, passages (text and scope), answer, generator, votes."""
+    with _database() as store:
+        target = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
+        try:
+            count = 0
+            for record in store.export():
+                target.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+        finally:
+            if out_file:
+                target.close()
+    if out_file:
+        err.print(f"Wrote {count} interaction{'s' if count != 1 else ''} to {escape(str(out_file))}")
+
+
+@contextmanager
+def _database() -> Iterator[FeedbackStore]:
+    services = None
+    with _clear_errors():
+        try:
+            services = build_services(load_settings())
+            yield services.feedback
+        finally:
+            if services is not None:
+                services.close()
 
 
 @app.command()

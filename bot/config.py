@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     # The vector index: exact search below this many chunks (fast enough and exact), ANN above.
     ann_min_rows: int = Field(default=250_000, ge=1, validation_alias="LOREBOT_ANN_MIN_ROWS")
 
+    # The Slack bot. By default it speaks only when mentioned; with follow-ups on, it also answers
+    # later messages in threads it has already answered in.
+    follow_up_in_threads: bool = Field(default=False, validation_alias="LOREBOT_FOLLOW_UP_IN_THREADS")
+    # How much of a thread is read to understand a follow-up: the latest messages, within a budget.
+    thread_context_messages: int = Field(default=20, ge=1, le=200, validation_alias="LOREBOT_THREAD_CONTEXT_MESSAGES")
+    thread_context_chars: int = Field(default=4_000, ge=200, le=40_000, validation_alias="LOREBOT_THREAD_CONTEXT_CHARS")
+    # Questions answered at once; more wait in line (acks never wait: they do not use these workers).
+    answer_workers: int = Field(default=4, ge=1, le=64, validation_alias="LOREBOT_ANSWER_WORKERS")
+    # Slack's own payloads stay far below this; anything larger is refused before it is read.
+    max_request_bytes: int = Field(default=1_048_576, ge=16_384, validation_alias="LOREBOT_MAX_REQUEST_BYTES")
+
     @field_validator("slack_api_url")
     @classmethod
     def _api_url_ends_with_slash(cls, value: str) -> str:
@@ -74,6 +85,13 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def secrets(self) -> list[str]:
+        """Values that must never reach a log line."""
+        values = (self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
+                  self.weaviate_api_key, self.hf_token)
+        return [v for v in values if v]
 
 
 def load_settings(**overrides: object) -> Settings:

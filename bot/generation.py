@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -39,6 +40,14 @@ class Generator(Protocol):
 
     def generate(self, question: str, passages: list[Passage], *, question_vector: np.ndarray | None = None) -> Draft:
         """An answer from these passages; ``question_vector`` is the question's embedding if known."""
+
+
+@runtime_checkable
+class StreamingGenerator(Generator, Protocol):
+    """A generator that can hand its answer over piece by piece as it writes it (a model server)."""
+
+    def stream(self, question: str, passages: list[Passage]) -> Iterator[str]:
+        """The answer's text in pieces; joined, they are the answer (Markdown with ``[n]`` markers)."""
 
 
 @dataclass(frozen=True)

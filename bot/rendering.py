@@ -17,7 +17,7 @@ MAX_SECTION_CHARS = 3_000
 MAX_BLOCKS = 50
 MAX_MESSAGE_CHARS = 12_000
 SOURCE_QUOTE_CHARS = 200
-VOTE_UP, VOTE_DOWN = "vote_up", "vote_down"
+VOTE_UP, VOTE_DOWN, SHARE = "vote_up", "vote_down", "share_answer"
 
 _CODE = re.compile(r"(```.*?```|`[^`\n]+`)", re.DOTALL)
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
@@ -76,11 +76,19 @@ class SlackMessage:
     blocks: list[dict]
 
 
-def answer_messages(answer: Answer, *, interaction_id: str) -> list[SlackMessage]:
+def answer_messages(
+    answer: Answer, *, interaction_id: str, shareable: bool = False, heading: str | None = None
+) -> list[SlackMessage]:
     """The answer as one or more thread messages, each inside Slack's limits; sources and the
-    feedback buttons (their value is the interaction ID) come with the last one."""
-    body = [_section(piece) for piece in split_text(to_mrkdwn(answer.text), MAX_SECTION_CHARS)]
-    tail = _sources(answer) + [_vote_buttons(interaction_id)]
+    feedback buttons (their value is the interaction ID) come with the last one.
+
+    ``shareable`` adds a "Share in channel" button (an answer only its asker sees);
+    ``heading`` is mrkdwn shown above the answer (who asked what, once shared).
+    """
+    body = [section(piece) for piece in split_text(to_mrkdwn(answer.text), MAX_SECTION_CHARS)]
+    if heading:
+        body.insert(0, section(heading[:MAX_SECTION_CHARS]))
+    tail = _sources(answer) + [_buttons(interaction_id, shareable=shareable)]
     messages: list[list[dict]] = [[]]
     for block in body + tail:
         current = messages[-1]
@@ -108,33 +116,33 @@ def split_text(text: str, limit: int) -> list[str]:
     return pieces
 
 
-def _section(text: str) -> dict:
+def section(text: str) -> dict:
+    """A Block Kit section of mrkdwn text (at most MAX_SECTION_CHARS)."""
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
 def _sources(answer: Answer) -> list[dict]:
     if not answer.citations:
         return []
-    blocks: list[dict] = [{"type": "divider"}, _section("*Sources*")]
+    blocks: list[dict] = [{"type": "divider"}, section("*Sources*")]
     for c in answer.citations:
         title = escape(c.title)
         link = f"<{c.source}|{title}>" if c.source.startswith(("http://", "https://")) else f"{title} ({escape(c.source)})"
         snippet = escape(shorten(c.snippet, SOURCE_QUOTE_CHARS))
-        blocks.append(_section(f"*[{c.n}]* {link}\n> {snippet}"[:MAX_SECTION_CHARS]))
+        blocks.append(section(f"*[{c.n}]* {link}\n> {snippet}"[:MAX_SECTION_CHARS]))
     return blocks
 
 
-def _vote_buttons(interaction_id: str) -> dict:
-    return {
-        "type": "actions",
-        "block_id": "lorebot_feedback",
-        "elements": [
-            {"type": "button", "action_id": VOTE_UP, "value": interaction_id,
-             "text": {"type": "plain_text", "text": "👍 Helpful", "emoji": True}},
-            {"type": "button", "action_id": VOTE_DOWN, "value": interaction_id,
-             "text": {"type": "plain_text", "text": "👎 Not helpful", "emoji": True}},
-        ],
-    }
+def _buttons(interaction_id: str, *, shareable: bool) -> dict:
+    elements = [_button(VOTE_UP, "👍 Helpful", interaction_id), _button(VOTE_DOWN, "👎 Not helpful", interaction_id)]
+    if shareable:
+        elements.insert(0, {**_button(SHARE, "Share in channel", interaction_id), "style": "primary"})
+    return {"type": "actions", "block_id": "lorebot_feedback", "elements": elements}
+
+
+def _button(action_id: str, label: str, value: str) -> dict:
+    return {"type": "button", "action_id": action_id, "value": value,
+            "text": {"type": "plain_text", "text": label, "emoji": True}}
 
 
 def _block_chars(block: dict) -> int:

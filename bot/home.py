@@ -1,0 +1,49 @@
+"""The App Home tab: what lorebot is, how to ask, what it knows, how it is doing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.rendering import escape, section
+from bot.slash import HELP
+from knowledge.stores.base import DocumentInfo
+from training.feedback import FeedbackStats
+
+
+@dataclass(frozen=True)
+class HomeFacts:
+    documents: list[DocumentInfo]
+    stats: FeedbackStats | None  # None when the feedback database could not be read
+    generator: str
+    adapter: str | None
+
+
+def home_view(facts: HomeFacts) -> dict:
+    """The Home tab as a Block Kit view.
+
+    Only totals are shown for channel-only documents: whoever opens the tab may not be in those
+    channels, and even a title can say too much.
+    """
+    public = [d for d in facts.documents if d.scope.is_public]
+    restricted = len(facts.documents) - len(public)
+    knowledge = f"*What I know:* {len(facts.documents)} document{'s' if len(facts.documents) != 1 else ''}"
+    knowledge += f" — {len(public)} for everyone, {restricted} for specific channels only."
+    if public:
+        knowledge += "\nFor everyone: " + ", ".join(escape(d.title) for d in public[:20]) + (" …" if len(public) > 20 else "")
+    if facts.stats is None:
+        feedback = "*Feedback:* not available right now."
+    else:
+        s = facts.stats
+        feedback = (f"*Feedback:* {s.interactions} answer{'s' if s.interactions != 1 else ''} given, "
+                    f":+1: {s.upvotes}, :-1: {s.downvotes}.")
+    model = f"*Answers written by:* {facts.generator}" + (
+        f" with adapter `{facts.adapter}`" if facts.adapter else " (quoting the documents; no fine-tuned adapter yet)")
+    blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": "lorebot", "emoji": True}},
+        section(HELP),
+        {"type": "divider"},
+        section(knowledge[:3_000]),
+        section(feedback),
+        section(model),
+    ]
+    return {"type": "home", "blocks": blocks}

@@ -1,0 +1,273 @@
+"""Answering in a Slack thread: a sign of progress, the answer inside Slack's limits, the
+interaction recorded, and a short, kind explanation instead of silence when anything fails."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.chat_stream import ChatStream
+
+from bot.answering import Answer, AnswerDeps, answer_question
+from bot.apologies import apology_for
+from bot.rendering import MAX_SECTION_CHARS, SlackMessage, answer_messages, split_text, to_mrkdwn
+from bot.slack_text import plain_text
+from bot.threads import read_thread, standalone_question
+from knowledge.access import Audience
+from training.feedback import FeedbackStore, Interaction, UsedPassage, new_interaction_id
+
+log = logging.getLogger(__name__)
+
+WORKING = "_Looking through the documents…_"
+ASSISTANT_STATUS = "is looking through the documents…"
+# Characters buffered before each streaming call: a few words at a time, within Slack's rate limits.
+STREAM_BUFFER_CHARS = 120
+HOW_TO = (
+    "Ask me a question in words, e.g. `@lorebot how many vacation days do we get?` "
+    "I answer in the thread from the documents this channel may see, with numbered sources. "
+    "`/lorebot help` shows everything I can do."
+)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A question asked in a conversation: where it was asked and where the answer goes."""
+
+    channel_id: str
+    user_id: str
+    text: str  # as Slack sent it
+    ts: str  # the asking message
+    thread_ts: str  # the thread the answer goes into
+    surface: str  # "mention", "follow_up" or "assistant"
+    team_id: str | None = None
+
+    @property
+    def in_existing_thread(self) -> bool:
+        return self.thread_ts != self.ts
+
+
+@dataclass
+class ReplyDeps:
+    client: WebClient
+    answering: AnswerDeps
+    feedback: FeedbackStore
+    bot_user_id: str | None
+    thread_messages: int = 20
+    thread_chars: int = 4_000
+    # An answer ready sooner than this needs no "working" sign: a placeholder replaced a moment
+    # later would only flicker and spend two calls of Slack's rate limit.
+    progress_delay_s: float = 0.5
+
+
+def answer_in_thread(ask: Ask, deps: ReplyDeps) -> str | None:
+    """Answer ``ask`` in its thread; the interaction ID, or None when there was nothing to answer
+    or it failed (the asker then got an explanation). Never raises."""
+    progress = ThreadProgress(deps.client, channel=ask.channel_id, thread_ts=ask.thread_ts,
+                              assistant=ask.surface == "assistant", delay_s=deps.progress_delay_s,
+                              recipient=(ask.user_id, ask.team_id))
+    words = plain_text(ask.text, bot_user_id=deps.bot_user_id)
+    try:
+        if not words:
+            progress.deliver([SlackMessage(text=HOW_TO, blocks=[])])
+            return None
+        progress.start()
+        answer = answer_question(_standalone(ask, words, deps), Audience.for_conversation(ask.channel_id),
+                                 deps.answering, on_text=progress.stream)
+        interaction = interaction_for(ask, words, answer)
+        record_interaction(deps.feedback, interaction)
+        posted = progress.deliver(answer_messages(answer, interaction_id=interaction.interaction_id))
+    except Exception as e:
+        log.error("answering %s in %s failed", ask.ts, ask.channel_id, exc_info=True)
+        progress.apologise(apology_for(e))
+        return None
+    link_messages(deps.feedback, interaction.interaction_id, channel_id=ask.channel_id, posted=posted)
+    return interaction.interaction_id
+
+
+def _standalone(ask: Ask, words: str, deps: ReplyDeps) -> str:
+    if not ask.in_existing_thread:
+        return words
+    earlier = read_thread(deps.client, channel=ask.channel_id, thread_ts=ask.thread_ts, before_ts=ask.ts,
+                          bot_user_id=deps.bot_user_id, max_messages=deps.thread_messages,
+                          max_chars=deps.thread_chars)
+    return standalone_question(words, earlier)
+
+
+def interaction_for(ask: Ask, words: str, answer: Answer) -> Interaction:
+    return Interaction(
+        interaction_id=new_interaction_id(), channel_id=ask.channel_id, user_id=ask.user_id,
+        surface=ask.surface, asked=words, question=answer.question, answer=answer.text, found=answer.found,
+        generator=answer.generator, adapter=answer.adapter, team_id=ask.team_id, thread_ts=ask.thread_ts,
+        passages=used_passages(answer), timings_ms=dict(answer.timings_ms),
+    )
+
+
+def used_passages(answer: Answer) -> tuple[UsedPassage, ...]:
+    """Every passage the generator saw, with the number it is cited as (None if uncited)."""
+    cited = {c.chunk_id: c for c in answer.citations}
+    return tuple(
+        UsedPassage(doc_id=p.doc_id, chunk_id=p.chunk_id, title=p.title, source=p.source, text=p.text,
+                    scope=tuple(p.scope.as_list()), score=p.score,
+                    cited_as=cited[p.chunk_id].n if p.chunk_id in cited else None,
+                    quote=cited[p.chunk_id].snippet if p.chunk_id in cited else None)
+        for p in answer.passages
+    )
+
+
+def record_interaction(feedback: FeedbackStore, interaction: Interaction) -> None:
+    """Store the interaction; if the database is down the answer still goes out (votes on it
+    will not count, which the voter is told)."""
+    try:
+        feedback.record_interaction(interaction)
+    except Exception:
+        log.error("could not record interaction %s", interaction.interaction_id, exc_info=True)
+
+
+def link_messages(feedback: FeedbackStore, interaction_id: str, *, channel_id: str, posted: list[str]) -> None:
+    """Remember which messages show the answer, so reactions on any of them become votes."""
+    try:
+        for ts in posted:
+            feedback.link_message(interaction_id, channel_id=channel_id, ts=ts)
+    except Exception:
+        log.error("could not link the messages of interaction %s", interaction_id, exc_info=True)
+
+
+class ThreadProgress:
+    """Shows that lorebot is working, then puts the answer where that sign was.
+
+    In an assistant thread the sign is Slack's own status line (cleared by the reply); elsewhere a
+    placeholder message, posted only if the answer takes longer than ``delay_s``, is updated in
+    place with the first part of the answer. An answer that a generator streams is streamed into
+    the thread as it is written (Slack's chat streaming API), or, where Slack refuses that, shown
+    by updating the placeholder at most once per ``update_interval_s``. Either way the finished
+    answer, checked and rendered, then replaces what was streamed.
+    """
+
+    def __init__(self, client: WebClient, *, channel: str, thread_ts: str, assistant: bool, delay_s: float,
+                 recipient: tuple[str, str | None] | None = None, update_interval_s: float = 1.0):
+        self.client, self.channel, self.thread_ts = client, channel, thread_ts
+        self.assistant, self.delay_s = assistant, delay_s
+        self.recipient, self.update_interval_s = recipient, update_interval_s
+        self._lock = threading.Lock()
+        self._placeholder_ts: str | None = None
+        self._finished = False
+        self._timer: threading.Timer | None = None
+        self._streamer: ChatStream | None = None
+        self._streamed = ""  # the text written so far, for the chat.update fallback
+        self._last_update = 0.0
+
+    def stream(self, piece: str) -> None:
+        """Show the next piece of an answer being written."""
+        self._stop_timer()
+        with self._lock:
+            if self._finished:
+                return
+            self._streamed += piece
+            if self._placeholder_ts is None and self._stream_append(piece):
+                return
+            self._show_streamed_text()
+
+    def _stream_append(self, piece: str) -> bool:
+        """Append through the streaming API; False (and never again) once Slack refuses it."""
+        try:
+            if self._streamer is None:
+                user, team = self.recipient or (None, None)
+                self._streamer = self.client.chat_stream(channel=self.channel, thread_ts=self.thread_ts,
+                                                         recipient_user_id=user, recipient_team_id=team,
+                                                         buffer_size=STREAM_BUFFER_CHARS)
+            self._streamer.append(markdown_text=piece)
+            return True
+        except SlackApiError as e:
+            log.info("streaming refused in %s (%s): updating a message instead", self.channel,
+                     e.response.get("error"))
+            self._placeholder_ts = self._streamer.ts if self._streamer else None
+            self._streamer = None
+            return False
+
+    def _show_streamed_text(self) -> None:
+        now = time.monotonic()
+        if self._placeholder_ts is None:
+            self._placeholder_ts = self._post(SlackMessage(text=WORKING, blocks=[]))
+        if now - self._last_update < self.update_interval_s:
+            return  # chat.update is rate limited; the finished answer replaces this anyway
+        self._last_update = now
+        text = split_text(to_mrkdwn(self._streamed), MAX_SECTION_CHARS)[-1] if self._streamed.strip() else WORKING
+        self.client.chat_update(channel=self.channel, ts=self._placeholder_ts, text=text)
+
+    def _finish_stream(self) -> None:
+        """Close an open stream; its message then becomes the one the answer replaces."""
+        if self._streamer is None:
+            return
+        streamer, self._streamer = self._streamer, None
+        try:
+            streamer.stop()
+        except SlackApiError:
+            log.warning("could not close the answer stream in %s", self.channel, exc_info=True)
+        self._placeholder_ts = streamer.ts or self._placeholder_ts
+
+    def start(self) -> None:
+        if self.assistant and self._set_status(ASSISTANT_STATUS):
+            return
+        if self.delay_s <= 0:
+            self._post_placeholder()
+            return
+        self._timer = threading.Timer(self.delay_s, self._post_placeholder)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def deliver(self, messages: list[SlackMessage]) -> list[str]:
+        """Post ``messages`` in the thread (the first replacing the placeholder); their ts values."""
+        self._stop_timer()
+        with self._lock:
+            self._finished = True
+            self._finish_stream()
+            posted = []
+            for i, message in enumerate(messages):
+                if i == 0 and self._placeholder_ts:
+                    self.client.chat_update(channel=self.channel, ts=self._placeholder_ts, text=message.text,
+                                            blocks=message.blocks)
+                    posted.append(self._placeholder_ts)
+                else:
+                    posted.append(self._post(message))
+            return posted
+
+    def apologise(self, text: str) -> None:
+        """Tell the asker it failed, in the thread; if even that fails, the log is all there is."""
+        try:
+            self._finished = False  # an answer may have half-posted: the apology still goes out
+            self.deliver([SlackMessage(text=text, blocks=[])])
+        except Exception:
+            log.error("could not tell %s/%s that answering failed", self.channel, self.thread_ts, exc_info=True)
+            if self.assistant:
+                self._set_status("")
+
+    def _post(self, message: SlackMessage) -> str:
+        kwargs = {"blocks": message.blocks} if message.blocks else {}
+        response = self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=message.text,
+                                                unfurl_links=False, unfurl_media=False, **kwargs)
+        return response["ts"]
+
+    def _post_placeholder(self) -> None:
+        with self._lock:
+            if self._finished or self._placeholder_ts:
+                return
+            try:
+                self._placeholder_ts = self._post(SlackMessage(text=WORKING, blocks=[]))
+            except SlackApiError:
+                log.warning("could not post the progress placeholder in %s", self.channel, exc_info=True)
+
+    def _set_status(self, status: str) -> bool:
+        try:
+            self.client.assistant_threads_setStatus(channel_id=self.channel, thread_ts=self.thread_ts, status=status)
+            return True
+        except SlackApiError as e:  # not an assistant thread after all, or the feature is off
+            log.info("assistant status unavailable in %s: %s", self.channel, e.response.get("error"))
+            return False
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
