@@ -164,3 +164,36 @@ def test_a_failed_file_is_reported_once_in_the_summary_and_exits_1(run, tmp_path
     assert result.exit_code == 1
     assert result.stderr.count("broken.pdf") == 1 and "WARNING" not in result.stderr
     assert "1 added" in result.output + result.stderr
+
+
+def test_feedback_stats_and_export_read_what_the_bot_recorded(tmp_path, monkeypatch):
+    from training.database import default_database_url, open_engine
+    from training.feedback import DOWN, UP, FeedbackStore, Interaction, UsedPassage
+
+    monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path))
+    engine = open_engine(default_database_url(tmp_path))
+    store = FeedbackStore(engine)
+    passage = UsedPassage(doc_id="d1", chunk_id="d1:0", title="PTO", source="pto.md", text="18 days a year.",
+                          scope=("public",), score=0.9, cited_as=1, quote="18 days a year.")
+    store.record_interaction(Interaction(
+        interaction_id="i1", channel_id="C0GENERAL", user_id="U0ANNA", surface="mention", asked="how many days?",
+        question="how many days?", answer="> 18 days a year. [1]", found=True, generator="extractive",
+        passages=(passage,)))
+    store.cast_vote("i1", user_id="U0ANNA", value=UP, via="reaction", at=1.0)
+    store.cast_vote("i1", user_id="U0BORIS", value=DOWN, via="button", at=2.0)
+    engine.dispose()
+
+    runner = CliRunner()
+    stats = runner.invoke(app, ["feedback", "stats", "--json"])
+    assert stats.exit_code == 0, stats.output
+    assert {k: json.loads(stats.stdout)[k] for k in ("interactions", "upvotes", "downvotes")} == \
+        {"interactions": 1, "upvotes": 1, "downvotes": 1}
+
+    out = tmp_path / "feedback.jsonl"
+    exported = runner.invoke(app, ["feedback", "export", "--out", str(out)])
+    assert exported.exit_code == 0, exported.output
+    [line] = out.read_text().splitlines()
+    record = json.loads(line)
+    assert record["question"] == "how many days?" and record["passages"][0]["text"] == "18 days a year."
+    assert record["passages"][0]["scope"] == ["public"]
+    assert sorted(v["value"] for v in record["votes"]) == [-1, 1]
