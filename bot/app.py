@@ -6,8 +6,10 @@ Nothing else in lorebot constructs a store, an embedder or a generator.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 
 from slack_bolt import App
@@ -38,6 +40,8 @@ from training.database import default_database_url, open_engine
 from training.feedback import FeedbackStore
 
 log = logging.getLogger(__name__)
+
+LEDGER_MEMORY = timedelta(days=1)
 
 
 @dataclass
@@ -129,6 +133,20 @@ class SlackBot:
     deps: BotDeps
     listener_threads: CountingExecutor
     workers: CountingExecutor
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def start_housekeeping(self, every_s: float = 3600.0) -> None:
+        """Forget events older than a day, hourly: Slack stops retrying an event within the hour,
+        and the ledger would otherwise grow forever."""
+
+        def loop() -> None:
+            while not self.stopping.wait(every_s):
+                try:
+                    self.deps.ledger.forget_older_than(LEDGER_MEMORY)
+                except Exception:
+                    log.warning("could not prune the event ledger", exc_info=True)
+
+        threading.Thread(target=loop, name="lorebot-housekeeping", daemon=True).start()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every request received so far has been fully handled (listeners hand work
@@ -142,6 +160,7 @@ class SlackBot:
 
     def close(self) -> None:
         """Finish what was accepted: listeners first (they hand work to the workers), then answers."""
+        self.stopping.set()
         self.listener_threads.shutdown(wait=True)
         self.workers.shutdown(wait=True)
 
@@ -194,7 +213,9 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
         listener_executor=listener_threads,
     )
     register_listeners(app, deps)
-    return SlackBot(app=app, deps=deps, listener_threads=listener_threads, workers=workers)
+    bot = SlackBot(app=app, deps=deps, listener_threads=listener_threads, workers=workers)
+    bot.start_housekeeping()
+    return bot
 
 
 def _who_am_i(client: WebClient, settings: Settings) -> dict:

@@ -101,7 +101,7 @@ def interaction_for(ask: Ask, words: str, answer: Answer) -> Interaction:
     return Interaction(
         interaction_id=new_interaction_id(), channel_id=ask.channel_id, user_id=ask.user_id,
         surface=ask.surface, asked=words, question=answer.question, answer=answer.text, found=answer.found,
-        generator=answer.generator, adapter=answer.adapter, team_id=ask.team_id, thread_ts=ask.thread_ts,
+        generator=answer.generator, adapter=answer.adapter, team_id=ask.team_id, thread_ts=ask.thread_ts or None,
         passages=used_passages(answer), timings_ms=dict(answer.timings_ms),
     )
 
