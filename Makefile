@@ -27,6 +27,7 @@ bench: install
 	$(BIN)/python benchmarks/query_latency.py
 	$(BIN)/python benchmarks/ingest_throughput.py
 	$(BIN)/python benchmarks/ask_memory.py
+	$(BIN)/python benchmarks/slack_mentions.py
 
 clean:
 	rm -rf $(VENV) .lorebot .pytest_cache

@@ -26,7 +26,7 @@ from bot.matchers import (
     message_key,
 )
 from bot.rendering import SHARE, VOTE_DOWN, VOTE_UP
-from bot.replies import WORKING, Ask, ReplyDeps, answer_in_thread
+from bot.replies import WORKING, Ask, ReplyDeps, answer_in_thread, begin_reply
 from bot.slash import Command, ResponseUrl, SlashDeps, run_command, share_answer
 from bot.votes import vote_by_button, vote_by_reaction
 
@@ -56,7 +56,7 @@ def register_listeners(app: App, deps: BotDeps) -> None:
     @app.event("app_mention")
     def on_mention(body: dict, event: dict) -> None:
         if is_person_writing(event) and first_time(deps.ledger, body, event):
-            deps.workers.submit(answer_in_thread, ask_from(event, body, surface="mention"), deps.replies)
+            answer_later(deps, ask_from(event, body, surface="mention"))
 
     @app.event("message")
     def on_message(body: dict, event: dict) -> None:
@@ -71,7 +71,7 @@ def register_listeners(app: App, deps: BotDeps) -> None:
         else:
             return
         if first_time(deps.ledger, body, event):
-            deps.workers.submit(answer_in_thread, ask_from(event, body, surface=surface), deps.replies)
+            answer_later(deps, ask_from(event, body, surface=surface))
 
     @app.event("reaction_added")
     def on_reaction_added(body: dict, event: dict) -> None:
@@ -130,6 +130,12 @@ def register_listeners(app: App, deps: BotDeps) -> None:
     @app.error
     def on_error(error: Exception, body: dict) -> None:
         log.error("a Slack request failed: %s", (body or {}).get("type"), exc_info=error)
+
+
+def answer_later(deps: BotDeps, ask: Ask) -> None:
+    """Queue the question for a worker; progress starts showing now, so a question waiting behind
+    others still gets its "working" sign on time."""
+    deps.workers.submit(answer_in_thread, ask, deps.replies, begin_reply(ask, deps.replies))
 
 
 def ask_from(event: dict, body: dict, *, surface: str) -> Ask:

@@ -63,18 +63,24 @@ class ReplyDeps:
     progress_delay_s: float = 0.5
 
 
-def answer_in_thread(ask: Ask, deps: ReplyDeps) -> str | None:
-    """Answer ``ask`` in its thread; the interaction ID, or None when there was nothing to answer
-    or it failed (the asker then got an explanation). Never raises."""
+def begin_reply(ask: Ask, deps: ReplyDeps) -> ThreadProgress:
+    """Start showing progress for ``ask`` now, while it may still wait for a free worker."""
     progress = ThreadProgress(deps.client, channel=ask.channel_id, thread_ts=ask.thread_ts,
                               assistant=ask.surface == "assistant", delay_s=deps.progress_delay_s,
                               recipient=(ask.user_id, ask.team_id))
+    progress.start()
+    return progress
+
+
+def answer_in_thread(ask: Ask, deps: ReplyDeps, progress: ThreadProgress | None = None) -> str | None:
+    """Answer ``ask`` in its thread; the interaction ID, or None when there was nothing to answer
+    or it failed (the asker then got an explanation). Never raises."""
+    progress = progress or begin_reply(ask, deps)
     words = plain_text(ask.text, bot_user_id=deps.bot_user_id)
     try:
         if not words:
             progress.deliver([SlackMessage(text=HOW_TO, blocks=[])])
             return None
-        progress.start()
         answer = answer_question(_standalone(ask, words, deps), Audience.for_conversation(ask.channel_id),
                                  deps.answering, on_text=progress.stream)
         interaction = interaction_for(ask, words, answer)

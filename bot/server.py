@@ -26,6 +26,9 @@ class SlackHTTPServer(ThreadingHTTPServer):
     """One request per thread; Bolt acks within milliseconds and answers run on worker threads."""
 
     daemon_threads = True
+    # The standard library's default backlog is 5: a burst of 20 events overflowed it, the kernel
+    # dropped connections and the acks came a second late, or never (measured by the benchmark).
+    request_queue_size = 128
 
     def __init__(self, app: App, *, host: str, port: int, max_request_bytes: int):
         self.app = app

@@ -786,6 +786,7 @@ class _WebSocket:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a handler stuck in delay() or a socket must not block shutdown
+    request_queue_size = 128  # Slack takes bursts; the default backlog of 5 drops connections
 
     def __init__(self, fake: FakeSlackAPI) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
