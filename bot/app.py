@@ -15,7 +15,6 @@ from functools import cached_property
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from sqlalchemy import Engine
 
 from bot.answering import AnswerDeps
@@ -27,6 +26,7 @@ from bot.home import HomeFacts
 from bot.listeners import BotDeps, register_listeners
 from bot.redaction import install_redaction
 from bot.replies import ReplyDeps
+from bot.slack_retries import slack_retry_handlers
 from bot.slash import SlashDeps
 from bot.workers import CountingExecutor
 from knowledge.chunking import ChunkingOptions
@@ -152,11 +152,10 @@ class SlackBot:
         """Block until every request received so far has been fully handled (listeners hand work
         to the workers, so both must be empty at once)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.listener_threads.wait_idle(deadline - time.monotonic()) and \
-                    self.workers.wait_idle(max(0.0, deadline - time.monotonic())) and self.listener_threads.pending == 0:
-                return True
-        return False
+        # Workers never hand work back to listeners, so once the listeners are idle only the
+        # workers' queue can still grow, and it only shrinks.
+        return self.listener_threads.wait_idle(timeout) and \
+            self.workers.wait_idle(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         """Finish what was accepted: listeners first (they hand work to the workers), then answers."""
@@ -172,7 +171,7 @@ def slack_client(settings: Settings, token: str) -> WebClient:
         token=token,
         base_url=settings.slack_api_url,
         timeout=15,
-        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=4), ConnectionErrorRetryHandler(max_retry_count=2)],
+        retry_handlers=slack_retry_handlers(),
     )
 
 

@@ -27,7 +27,7 @@ from bot.matchers import (
 )
 from bot.rendering import SHARE, VOTE_DOWN, VOTE_UP
 from bot.replies import WORKING, Ask, ReplyDeps, answer_in_thread, begin_reply
-from bot.slash import Command, ResponseUrl, SlashDeps, run_command, share_answer
+from bot.slash import Command, ResponseUrl, SlashDeps, is_question, run_command, share_answer
 from bot.votes import vote_by_button, vote_by_reaction
 
 log = logging.getLogger(__name__)
@@ -101,10 +101,10 @@ def register_listeners(app: App, deps: BotDeps) -> None:
     @app.command("/lorebot")
     def on_command(ack: Ack, command: dict) -> None:
         text = (command.get("text") or "").strip()
-        if text.lower() in ("", "help", "?", "sources"):
-            ack()
-        else:  # the asker sees at once that it is working; the answer replaces this
+        if is_question(text):  # the asker sees at once that it is working; the answer replaces this
             ack(text=WORKING, response_type="ephemeral")
+        else:
+            ack()
         deps.workers.submit(run_command, Command(channel_id=command["channel_id"], user_id=command["user_id"],
                                                  text=text, response_url=command["response_url"],
                                                  team_id=command.get("team_id")), deps.slash)

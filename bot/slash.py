@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
 from bot.answering import Answer, AnswerDeps, Citation, answer_question
 from bot.apologies import apology_for
 from bot.rendering import SlackMessage, answer_messages, escape, section, split_text
 from bot.replies import Ask, interaction_for, link_messages, record_interaction
+from bot.slack_retries import slack_retry_handlers
 from bot.slack_text import plain_text
 from knowledge.access import Audience, filter_for
 from knowledge.stores.base import VectorStore
@@ -31,7 +31,12 @@ HELP = (
     "• React with :+1: or :-1: (or use the buttons) on an answer: it is how I get better."
 )
 MAX_LISTED_DOCUMENTS = 60
-_SENDERS_RETRY = [RateLimitErrorRetryHandler(max_retry_count=3), ConnectionErrorRetryHandler(max_retry_count=2)]
+_HELP_WORDS = ("", "help", "?")
+
+
+def is_question(text: str) -> bool:
+    """False for ``/lorebot``'s own words (help, sources), True for anything to answer."""
+    return text.strip().lower() not in (*_HELP_WORDS, "sources")
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def run_command(command: Command, deps: SlashDeps) -> None:
     reply = ResponseUrl(command.response_url)
     words = plain_text(command.text)
     try:
-        if words.lower() in ("", "help", "?"):
+        if words.lower() in _HELP_WORDS:
             reply.send([SlackMessage(text="How to use lorebot", blocks=[section(HELP)])])
         elif words.lower() == "sources":
             reply.send(sources_messages(deps.store, command.channel_id))
@@ -148,7 +153,7 @@ class ResponseUrl:
     """Messages through a command's or a button's response URL (ephemeral unless told otherwise)."""
 
     def __init__(self, url: str | None):
-        self.client = WebhookClient(url, retry_handlers=list(_SENDERS_RETRY)) if url else None
+        self.client = WebhookClient(url, retry_handlers=slack_retry_handlers()) if url else None
 
     def send(self, messages: list[SlackMessage], *, response_type: str = "ephemeral",
              replace_original: bool = False) -> None:
