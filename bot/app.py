@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
+from pathlib import Path
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -64,30 +65,40 @@ class Services:
 
     @cached_property
     def store(self) -> VectorStore:
+        return self.open_index(self.settings.index_dir)
+
+    def open_index(self, path: Path) -> LanceStore:
+        """An embedded index at ``path`` set up like the main one (``eval`` builds its own)."""
         return LanceStore(
-            self.settings.index_dir,
+            path,
             dimension=self.embedder.dimension,
             model_id=self.embedder.model_id,
             ann_min_rows=self.settings.ann_min_rows,
             vectors_in_memory=self.long_running,
         )
 
-    @cached_property
-    def ingestor(self) -> Ingestor:
-        chunking = ChunkingOptions(
+    @property
+    def chunking(self) -> ChunkingOptions:
+        return ChunkingOptions(
             max_tokens=min(self.settings.chunk_tokens, getattr(self.embedder, "max_tokens", 10_000)),
             overlap_tokens=self.settings.chunk_overlap_tokens,
         )
-        return Ingestor(store=self.store, embedder=self.embedder, chunking=chunking)
 
-    @cached_property
-    def retriever(self) -> Retriever:
-        options = RetrievalOptions(
+    @property
+    def retrieval_options(self) -> RetrievalOptions:
+        return RetrievalOptions(
             candidates=self.settings.candidates,
             dense_weight=self.settings.dense_weight,
             min_similarity=self.settings.min_similarity,
         )
-        return Retriever(store=self.store, embedder=self.embedder, options=options)
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        return Ingestor(store=self.store, embedder=self.embedder, chunking=self.chunking)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        return Retriever(store=self.store, embedder=self.embedder, options=self.retrieval_options)
 
     @cached_property
     def generator(self) -> Generator:

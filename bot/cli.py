@@ -22,7 +22,8 @@ from bot.app import Services, build_services
 from bot.config import load_settings
 from knowledge.access import Audience, Scope, filter_for
 from knowledge.errors import LorebotError, StoreError
-from knowledge.ingest import IngestReport
+from knowledge.ingest import IngestReport, Ingestor
+from knowledge.retrieval import Retriever
 from knowledge.stores.base import SEARCH_MODES
 from training.feedback import FeedbackStore
 
@@ -255,6 +256,76 @@ def _database() -> Iterator[FeedbackStore]:
                 services.close()
 
 
+eval_app = typer.Typer(help="Measure lorebot on a labelled data set.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset_dir: Annotated[Path, typer.Argument(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.")],
+    split: Annotated[str, typer.Option("--split", help="Which qrels file to score against.")] = "test",
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, dense or bm25.")] = "hybrid",
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Embed the corpus again even if a cached index matches.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON line on stdout.")] = False,
+) -> None:
+    """Index the corpus (cached), ask every judged query, report nDCG@10, recall@10/100, MRR@10, latency."""
+    from knowledge.evaluation.beir import load_beir
+    from knowledge.evaluation.runner import build_eval_index, run_queries
+
+    if mode not in SEARCH_MODES:
+        raise typer.BadParameter(f"choose one of {', '.join(SEARCH_MODES)}", param_hint="--mode")
+    with _clear_errors():
+        dataset = load_beir(dataset_dir, split)
+        settings = load_settings()
+        # Set up as the bot runs (question encoder, vectors in memory): latency as users see it.
+        services = build_services(settings, long_running=True)
+        try:
+            with _progress("Indexing", unit="documents", enabled=not as_json) as advance:
+                store, index = build_eval_index(
+                    dataset, cache_root=settings.data_dir / "eval", open_store=services.open_index,
+                    ingestor_for=lambda s: Ingestor(store=s, embedder=services.embedder, chunking=services.chunking),
+                    model_id=services.embedder.model_id, chunking=services.chunking, rebuild=rebuild,
+                    progress=advance,
+                )
+            try:
+                retriever = Retriever(store=store, embedder=services.embedder, options=services.retrieval_options)
+                with _progress("Querying", unit="queries", enabled=not as_json) as advance:
+                    result = run_queries(retriever, dataset, mode=mode, progress=advance)
+            finally:
+                store.close()
+        finally:
+            services.close()
+    summary = {
+        "dataset": dataset.name, "split": split, "mode": mode, "queries": result.queries,
+        **{name: round(value, 4) for name, value in result.metrics.items()},
+        "latency_ms": result.latency(),
+        "index": {"documents": index.documents, "chunks": index.chunks, "cached": index.cached,
+                  "seconds": round(index.seconds, 1), "failed": len(index.failed)},
+        "unanswerable_queries": len(result.unanswerable),
+        "settings": {"embedding_model": settings.embedding_model, "chunk_tokens": services.chunking.max_tokens,
+                     "dense_weight": settings.dense_weight, "candidates": settings.candidates},
+    }
+    if not as_json:
+        _print_eval(summary, index.failed)
+    print(json.dumps(summary))
+
+
+def _print_eval(summary: dict, failed: tuple[tuple[str, str], ...]) -> None:
+    for doc, reason in failed:
+        err.print(f"[yellow]not indexed[/] {escape(doc)}: {escape(reason)}")
+    index = summary["index"]
+    where = "cached index" if index["cached"] else f"indexed in {index['seconds']:.0f}s"
+    table = Table(title=f"{summary['dataset']} ({summary['split']}, {summary['queries']} queries, "
+                        f"{summary['mode']}; {index['documents']} documents, {index['chunks']} chunks, {where})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name in ("ndcg@10", "recall@10", "recall@100", "mrr@10"):
+        table.add_row(name, f"{summary[name]:.4f}")
+    latency = summary["latency_ms"]
+    table.add_row("latency p50 / p95", f"{latency['p50']:.1f} / {latency['p95']:.1f} ms")
+    out.print(table)
+
+
 @app.command()
 def demo() -> None:
     """Ingest the bundled sample handbook into a throwaway index and answer questions from several channels."""
@@ -289,12 +360,12 @@ def _print_ingest_report(report: IngestReport, *, as_json: bool) -> None:
 
 
 @contextmanager
-def _progress(label: str, *, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+def _progress(label: str, *, enabled: bool, unit: str = "files") -> Iterator[Callable[[int, int], None] | None]:
     """A progress bar on a terminal; nothing when output is piped or --json is set."""
     if not (enabled and err.is_terminal):
         yield None
         return
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("files"), TimeElapsedColumn())
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(unit), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task(label, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)

@@ -39,3 +39,7 @@ class EmbeddingError(LorebotError):
 
 class QuestionError(LorebotError):
     """A question that cannot be searched for (empty, or nothing but punctuation)."""
+
+
+class DatasetError(LorebotError):
+    """An evaluation data set is missing a file or holds a malformed line (named with its number)."""

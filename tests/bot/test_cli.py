@@ -197,3 +197,35 @@ def test_feedback_stats_and_export_read_what_the_bot_recorded(tmp_path, monkeypa
     assert record["question"] == "how many days?" and record["passages"][0]["text"] == "18 days a year."
     assert record["passages"][0]["scope"] == ["public"]
     assert sorted(v["value"] for v in record["votes"]) == [-1, 1]
+
+
+def test_eval_retrieval_json_and_cached_rerun(tmp_path, monkeypatch):
+    from tests.knowledge.test_evaluation import write_dataset
+
+    dataset = write_dataset(tmp_path / "mini")
+    monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+    first = runner.invoke(app, ["eval", "retrieval", str(dataset), "--json"])
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert {"ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms"} <= set(report)
+    assert set(report["latency_ms"]) == {"p50", "p95"} and report["queries"] == 3
+    assert report["index"]["documents"] == 4 and report["index"]["cached"] is False
+    # Each query's one relevant document shares its words: the real model ranks it first.
+    assert report["mrr@10"] == 1.0 and report["recall@100"] == 1.0
+
+    again = runner.invoke(app, ["eval", "retrieval", str(dataset), "--mode", "bm25"])
+    assert again.exit_code == 0, again.output
+    assert "cached index" in again.stdout and "ndcg@10" in again.stdout
+    assert json.loads(again.stdout.strip().splitlines()[-1])["index"]["cached"] is True
+
+
+def test_eval_retrieval_reports_a_malformed_line(tmp_path, monkeypatch):
+    from tests.knowledge.test_evaluation import write_dataset
+
+    dataset = write_dataset(tmp_path / "mini", qrels="q1\td1\t1\nq2\td2\n")
+    monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["eval", "retrieval", str(dataset)])
+    assert result.exit_code == 2
+    assert "test.tsv:2: expected 3 tab-separated columns" in result.output.replace("\n", "")  # Rich wraps
+    assert "Traceback" not in result.output
