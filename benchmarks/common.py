@@ -18,10 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from knowledge.embedding import Embedder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT_DIR = REPO_ROOT / ".bench"  # git-ignored: caches, built indexes, scratch data dirs
@@ -66,6 +70,28 @@ def load_qrels(scifact_dir: Path = SCIFACT_DIR, split: str = "test") -> dict[str
             if len(parts) >= 3 and int(parts[2]) > 0:
                 qrels.setdefault(parts[0], set()).add(parts[1])
     return qrels
+
+
+# --- Embedding with a cache -----------------------------------------------------------------
+
+
+def embed_cached(embedder: Embedder, texts: list[str], out_dir: Path, *, batch: int = 256) -> np.ndarray:
+    """The real vectors of ``texts``, from the cache when the same texts met the same model before."""
+    key = hashlib.sha256("\x1e".join([embedder.model_id, *texts]).encode()).hexdigest()[:16]
+    path = out_dir / f"vectors-{key}.npy"
+    if path.is_file():
+        log(f"real vectors: cached {path.name} ({len(texts)} texts)")
+        return np.load(path)
+    log(f"embedding {len(texts)} real chunks (cached afterwards in {path.name}) …")
+    parts, started = [], time.perf_counter()
+    for start in range(0, len(texts), batch):
+        parts.append(embedder.encode(texts[start : start + batch]))
+        done = start + len(parts[-1])
+        rate = done / (time.perf_counter() - started)
+        log(f"  embedded {done}/{len(texts)} ({rate:.0f} chunks/s)")
+    vectors = np.concatenate(parts).astype(np.float32)
+    np.save(path, vectors)
+    return vectors
 
 
 # --- Statistics --------------------------------------------------------------------------------

@@ -45,7 +45,6 @@ Recall
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -66,7 +65,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks.common` impor
 os.environ.setdefault("LANCEDB_LOG", "error")
 
 from benchmarks.common import (  # noqa: E402
-    DEFAULT_OUT_DIR, SCIFACT_DIR, CorpusDoc, disk_usage_bytes, emit_json, fmt, latency_summary,
+    DEFAULT_OUT_DIR, SCIFACT_DIR, CorpusDoc, disk_usage_bytes, embed_cached, emit_json, fmt, latency_summary,
     load_corpus, load_qrels, load_queries, log, foreign_load, print_table, source_digests, stopwatch,
 )
 from knowledge.access import Audience, Scope, filter_for  # noqa: E402
@@ -206,25 +205,6 @@ def gaussian_vectors(real: np.ndarray, n: int, *, seed: int) -> np.ndarray:
     cov = np.cov(real, rowvar=False, dtype=np.float64)
     drawn = rng.multivariate_normal(mean, cov, size=n, method="eigh").astype(np.float32)
     return drawn / np.linalg.norm(drawn, axis=1, keepdims=True)
-
-
-def embed_cached(embedder: Embedder, texts: list[str], out_dir: Path, *, batch: int = 256) -> np.ndarray:
-    """The real vectors of ``texts``, from the cache when the same texts met the same model before."""
-    key = hashlib.sha256("\x1e".join([embedder.model_id, *texts]).encode()).hexdigest()[:16]
-    path = out_dir / f"vectors-{key}.npy"
-    if path.is_file():
-        log(f"real vectors: cached {path.name} ({len(texts)} texts)")
-        return np.load(path)
-    log(f"embedding {len(texts)} real chunks (cached afterwards in {path.name}) …")
-    parts, started = [], time.perf_counter()
-    for start in range(0, len(texts), batch):
-        parts.append(embedder.encode(texts[start : start + batch]))
-        done = start + len(parts[-1])
-        rate = done / (time.perf_counter() - started)
-        log(f"  embedded {done}/{len(texts)} ({rate:.0f} chunks/s)")
-    vectors = np.concatenate(parts).astype(np.float32)
-    np.save(path, vectors)
-    return vectors
 
 
 # --- Access: who may see each document ----------------------------------------------------------

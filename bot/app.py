@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
@@ -33,6 +34,8 @@ from bot.workers import CountingExecutor
 from knowledge.chunking import ChunkingOptions
 from knowledge.embedding import Embedder, load_embedder
 from knowledge.errors import ConfigurationError
+from knowledge.evaluation.beir import BeirDataset
+from knowledge.evaluation.runner import EvalIndex, build_eval_index
 from knowledge.ingest import Ingestor
 from knowledge.retrieval import RetrievalOptions, Retriever
 from knowledge.stores.base import VectorStore
@@ -59,9 +62,10 @@ class Services:
 
     @cached_property
     def embedder(self) -> Embedder:
-        onnx_cache = self.settings.data_dir / "models" if self.long_running else None
+        int8 = self.settings.embedding_backend == "onnx-int8"
+        onnx_cache = self.settings.data_dir / "models" if self.long_running or int8 else None
         return load_embedder(self.settings.embedding_model, batch_size=self.settings.embedding_batch_size,
-                             onnx_cache_dir=onnx_cache)
+                             onnx_cache_dir=onnx_cache, backend=self.settings.embedding_backend)
 
     @cached_property
     def store(self) -> VectorStore:
@@ -98,7 +102,19 @@ class Services:
 
     @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(store=self.store, embedder=self.embedder, options=self.retrieval_options)
+        return self.retriever_for(self.store)
+
+    def build_eval_index(self, dataset: BeirDataset, *, rebuild: bool = False,
+                         progress: Callable[[int, int], None] | None = None) -> tuple[LanceStore, EvalIndex]:
+        """A throwaway index of an evaluation corpus, ingested as real documents are (cached)."""
+        return build_eval_index(
+            dataset, cache_root=self.settings.data_dir / "eval", open_store=self.open_index,
+            ingestor_for=lambda store: Ingestor(store=store, embedder=self.embedder, chunking=self.chunking),
+            model_id=self.embedder.model_id, chunking=self.chunking, rebuild=rebuild, progress=progress,
+        )
+
+    def retriever_for(self, store: VectorStore) -> Retriever:
+        return Retriever(store=store, embedder=self.embedder, options=self.retrieval_options)
 
     @cached_property
     def generator(self) -> Generator:

@@ -22,8 +22,7 @@ from bot.app import Services, build_services
 from bot.config import load_settings
 from knowledge.access import Audience, Scope, filter_for
 from knowledge.errors import LorebotError, StoreError
-from knowledge.ingest import IngestReport, Ingestor
-from knowledge.retrieval import Retriever
+from knowledge.ingest import IngestReport
 from knowledge.stores.base import SEARCH_MODES
 from training.feedback import FeedbackStore
 
@@ -270,7 +269,7 @@ def eval_retrieval(
 ) -> None:
     """Index the corpus (cached), ask every judged query, report nDCG@10, recall@10/100, MRR@10, latency."""
     from knowledge.evaluation.beir import load_beir
-    from knowledge.evaluation.runner import build_eval_index, run_queries
+    from knowledge.evaluation.runner import run_queries
 
     if mode not in SEARCH_MODES:
         raise typer.BadParameter(f"choose one of {', '.join(SEARCH_MODES)}", param_hint="--mode")
@@ -281,14 +280,9 @@ def eval_retrieval(
         services = build_services(settings, long_running=True)
         try:
             with _progress("Indexing", unit="documents", enabled=not as_json) as advance:
-                store, index = build_eval_index(
-                    dataset, cache_root=settings.data_dir / "eval", open_store=services.open_index,
-                    ingestor_for=lambda s: Ingestor(store=s, embedder=services.embedder, chunking=services.chunking),
-                    model_id=services.embedder.model_id, chunking=services.chunking, rebuild=rebuild,
-                    progress=advance,
-                )
+                store, index = services.build_eval_index(dataset, rebuild=rebuild, progress=advance)
             try:
-                retriever = Retriever(store=store, embedder=services.embedder, options=services.retrieval_options)
+                retriever = services.retriever_for(store)
                 with _progress("Querying", unit="queries", enabled=not as_json) as advance:
                     result = run_queries(retriever, dataset, mode=mode, progress=advance)
             finally:

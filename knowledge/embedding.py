@@ -79,6 +79,8 @@ class SentenceTransformerEmbedder:
     batch_size: int = 64
     # ONNX Runtime twin for a few texts at a time (a question): 3-4x faster there, same vectors.
     question_encoder: OnnxQueryEncoder | None = None
+    # The onnx-int8 backend: every text goes through it (questions too: one model per index).
+    all_texts_encoder: OnnxQueryEncoder | None = None
 
     @property
     def dimension(self) -> int:
@@ -91,6 +93,8 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.all_texts_encoder is not None:
+            return self.all_texts_encoder.encode_each(texts)
         if self.question_encoder is not None and len(texts) <= _FAST_PATH_MAX_TEXTS:
             return self.question_encoder.encode(texts)
         vectors = self.model.encode(
@@ -103,8 +107,15 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+BACKENDS = ("torch", "onnx-int8")
+
+
 def load_embedder(
-    name_or_path: str = BUNDLED_MODEL, *, batch_size: int = 64, onnx_cache_dir: Path | None = None
+    name_or_path: str = BUNDLED_MODEL,
+    *,
+    batch_size: int = 64,
+    onnx_cache_dir: Path | None = None,
+    backend: str = "torch",
 ) -> SentenceTransformerEmbedder:
     """Load an embedding model from disk: the bundled default, a folder, or a model already cached.
 
@@ -137,6 +148,11 @@ def load_embedder(
             "give a local folder with a sentence-transformers model or a model already in the local cache"
         ) from e
     log.info("embedding model %s loaded (dimension %s)", model_id, _dimension_of(model))
+    if backend == "onnx-int8":
+        return _int8_embedder(model, model_id=model_id, location=Path(str(location)),
+                              weights_digest=weights_digest, cache_dir=onnx_cache_dir, batch_size=batch_size)
+    if backend != "torch":
+        raise EmbeddingError(f"unknown embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     question_encoder = None
     if onnx_cache_dir is not None:
         from knowledge.onnx_encoder import onnx_query_encoder
@@ -146,6 +162,19 @@ def load_embedder(
             question_encoder = onnx_query_encoder(model, weights_digest=digest, cache_dir=onnx_cache_dir)
     return SentenceTransformerEmbedder(model=model, model_id=model_id, batch_size=batch_size,
                                        question_encoder=question_encoder)
+
+
+def _int8_embedder(model, *, model_id: str, location: Path, weights_digest: str | None, cache_dir: Path | None,
+                   batch_size: int) -> SentenceTransformerEmbedder:
+    from knowledge.onnx_encoder import int8_encoder
+
+    digest = weights_digest or _weights_digest(location)
+    if cache_dir is None or digest is None:
+        raise EmbeddingError("the onnx-int8 backend needs the model's weights on disk and a cache folder")
+    encoder = int8_encoder(model, weights_digest=digest, cache_dir=cache_dir)
+    # Its vectors differ slightly from PyTorch's: a different model ID keeps the two out of one index.
+    return SentenceTransformerEmbedder(model=model, model_id=f"{model_id}+onnx-int8", batch_size=batch_size,
+                                       all_texts_encoder=encoder)
 
 
 def _weights_digest(model_dir: Path) -> str | None:

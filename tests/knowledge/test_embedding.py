@@ -87,3 +87,29 @@ def test_without_a_usable_export_questions_stay_on_pytorch(tmp_path, caplog):
     assert embedder.question_encoder is None
     assert "embedded with PyTorch" in caplog.text
     assert embedder.encode(["still works"]).shape == (1, 384)
+
+
+def test_the_int8_backend_is_close_to_the_model_and_its_own_index(tmp_path, real_embedder):
+    texts = ["How many vacation days do new employees get?", "Rotate credentials every ninety days.",
+             "The on-call engineer is paid a weekly stipend.", "ok", "a" * 40]
+    int8 = load_embedder(backend="onnx-int8", onnx_cache_dir=tmp_path)
+    # Slightly different vectors: never mixed into an index built by PyTorch.
+    assert int8.model_id == real_embedder.model_id + "+onnx-int8"
+    vectors = int8.encode(texts)
+    assert vectors.shape == (5, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosines = (vectors * real_embedder.encode(texts)).sum(axis=1)
+    assert cosines.min() > 0.95 and cosines.mean() > 0.98
+    # A text's vector does not depend on what it is embedded with.
+    assert np.array_equal(int8.encode(texts[:1])[0], vectors[0])
+    assert np.array_equal(int8.encode(texts[::-1])[::-1], vectors)
+    built = sorted(tmp_path.glob("*.int8.onnx"))
+    assert len(built) == 1
+    mtime = built[0].stat().st_mtime_ns
+    load_embedder(backend="onnx-int8", onnx_cache_dir=tmp_path)
+    assert built[0].stat().st_mtime_ns == mtime  # cached, not built again
+
+
+def test_an_unknown_backend_is_a_clear_error():
+    with pytest.raises(EmbeddingError, match="unknown embedding backend 'tensorrt'"):
+        load_embedder(backend="tensorrt")
