@@ -82,13 +82,13 @@ def embed_cached(embedder: Embedder, texts: list[str], out_dir: Path, *, batch: 
     if path.is_file():
         log(f"real vectors: cached {path.name} ({len(texts)} texts)")
         return np.load(path)
-    log(f"embedding {len(texts)} real chunks (cached afterwards in {path.name}) …")
+    log(f"embedding {len(texts)} texts (cached afterwards in {path.name}) …")
     parts, started = [], time.perf_counter()
     for start in range(0, len(texts), batch):
         parts.append(embedder.encode(texts[start : start + batch]))
         done = start + len(parts[-1])
         rate = done / (time.perf_counter() - started)
-        log(f"  embedded {done}/{len(texts)} ({rate:.0f} chunks/s)")
+        log(f"  embedded {done}/{len(texts)} ({rate:.0f} texts/s)")
     vectors = np.concatenate(parts).astype(np.float32)
     np.save(path, vectors)
     return vectors
