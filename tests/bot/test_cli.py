@@ -151,7 +151,7 @@ def test_an_overlap_too_large_for_the_chunk_names_both_settings(run, monkeypatch
     monkeypatch.setenv("LOREBOT_CHUNK_OVERLAP_TOKENS", "400")
     result = run("documents")
     assert result.exit_code == 2
-    assert "LOREBOT_CHUNK_OVERLAP_TOKENS (400)" in result.stderr and "LOREBOT_CHUNK_TOKENS (200)" in result.stderr
+    assert "LOREBOT_CHUNK_OVERLAP_TOKENS (400)" in result.stderr and "LOREBOT_CHUNK_TOKENS (128)" in result.stderr
 
 
 def test_a_failed_file_is_reported_once_in_the_summary_and_exits_1(run, tmp_path, monkeypatch):
