@@ -24,6 +24,7 @@ test: install
 	$(BIN)/python -m pytest --doctest-modules knowledge bot tests
 
 bench: install
+	$(BIN)/python benchmarks/retrieval_quality.py
 	$(BIN)/python benchmarks/query_latency.py
 	$(BIN)/python benchmarks/ingest_throughput.py
 	$(BIN)/python benchmarks/ask_memory.py
