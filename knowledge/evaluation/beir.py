@@ -6,12 +6,12 @@ dropped would change the score without anyone knowing why.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from knowledge.embedding import sha256_of
 from knowledge.errors import DatasetError
 
 
@@ -75,7 +75,7 @@ def load_beir(folder: Path, split: str = "test") -> BeirDataset:
     return BeirDataset(
         name=folder.resolve().name, split=split, corpus=corpus,
         queries={q: all_queries[q] for q in qrels}, qrels=qrels,
-        corpus_sha256=_sha256(corpus_path), unknown_documents=unknown,
+        corpus_sha256=sha256_of(corpus_path), unknown_documents=unknown,
     )
 
 
@@ -140,10 +140,3 @@ def _read_qrels(path: Path) -> dict[str, tuple[dict[str, int], int]]:
             grades[doc_id] = score
     return judged
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
