@@ -102,7 +102,13 @@ def int8_encoder(model, *, weights_digest: str, cache_dir: Path) -> OnnxQueryEnc
     path = Path(cache_dir) / f"{weights_digest}.int8.onnx"
     if not path.is_file():
         _quantize(model, path)
-    encoder = OnnxQueryEncoder(_session(onnxruntime, path), model.tokenizer, max_tokens=int(model.max_seq_length))
+    try:
+        session = _session(onnxruntime, path)
+    except Exception as e:  # a truncated or foreign file: build it again
+        log.warning("the cached int8 encoder %s is unreadable (%s): building it again", path, type(e).__name__)
+        _quantize(model, path)
+        session = _session(onnxruntime, path)
+    encoder = OnnxQueryEncoder(session, model.tokenizer, max_tokens=int(model.max_seq_length))
     reference = model.encode(_PROBES, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
     agreement = float((encoder.encode(_PROBES) * reference).sum(axis=1).min())
     if agreement < MIN_INT8_COSINE:

@@ -108,6 +108,9 @@ def test_the_int8_backend_is_close_to_the_model_and_its_own_index(tmp_path, real
     mtime = built[0].stat().st_mtime_ns
     load_embedder(backend="onnx-int8", onnx_cache_dir=tmp_path)
     assert built[0].stat().st_mtime_ns == mtime  # cached, not built again
+    built[0].write_bytes(b"truncated")  # a damaged cache is built again, not an unexpected error
+    again = load_embedder(backend="onnx-int8", onnx_cache_dir=tmp_path)
+    assert np.array_equal(again.encode(texts), vectors)
 
 
 def test_an_unknown_backend_is_a_clear_error():
