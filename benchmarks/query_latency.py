@@ -8,14 +8,18 @@ The corpus
     embedder; the vectors are cached in the out dir, keyed by a hash of the texts and the model ID.
     A size larger than that is filled with synthetic chunks:
 
-    - text: sentences sampled at random from the whole SciFact corpus, packed into chunks of
-      40–120 words (the real chunks' median is ~65), under a random SciFact title. BM25 therefore
-      sees realistic vocabulary, term statistics and chunk lengths;
-    - vector: drawn from a multivariate Gaussian with the mean and full covariance of the real
-      embeddings, then L2-normalised like the encoder's output. That keeps the first two moments
-      of the real vectors (which directions vary, and together) but not their topical clusters, so
-      the synthetic part is a fair load for the ANN index, not a fair test of answer quality.
-      Synthetic text and vector are unrelated to each other.
+    - vector: a kernel density draw around the real embeddings. Each synthetic document picks
+      one real chunk as its "parent"; each of its chunks gets the parent's vector plus noise
+      shaped by the covariance of the real vectors, L2-normalised like the encoder's output. The
+      noise is scaled so that as many draws as there are real chunks would be as tightly packed
+      (median cosine to the nearest other one) as the real chunks are to their nearest chunk *of
+      another document*: the synthetic part keeps the real data's topical clusters and spread.
+      (The first version drew from one Gaussian fitted to the real vectors, which has no clusters;
+      an IVF index then has to probe every partition, which no real corpus asks of it.)
+    - text: sentences of the parent's document mixed with sentences sampled from the whole SciFact
+      corpus, packed into chunks of 40–120 words (the real chunks' median is ~65), under the
+      parent's title. BM25 therefore sees realistic vocabulary, term statistics and chunk lengths,
+      and a chunk's words and vector are about the same topic.
 
 Access
     50 channels, C0BENCH00 (biggest) … C0BENCH49 (smallest). Each document is public with
@@ -88,7 +92,7 @@ BIG_CHANNELS = 5
 SMALL_CHANNELS = 10
 MANIFEST = "bench-manifest.json"
 # Bump when the way a corpus is generated changes, so stale indexes are rebuilt, not reused.
-CORPUS_VERSION = 1
+CORPUS_VERSION = 2
 
 
 # --- Options -----------------------------------------------------------------------------------
@@ -165,46 +169,113 @@ def sample_real_chunks(chunked: dict[str, list[Chunk]], *, limit: int, cited: se
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
+# Of a synthetic chunk's sentences, the share taken from its parent's document (the rest: anywhere).
+PARENT_SENTENCE_SHARE = 0.5
 
 
-def sentence_pool(corpus: list[CorpusDoc]) -> list[str]:
-    """SciFact sentences of ordinary length, the raw material of synthetic chunks."""
-    pool = []
-    for d in corpus:
-        pool.extend(s for s in _SENTENCE.split(d.text) if 4 <= len(s.split()) <= 80)
-    return pool
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ordinary length, the raw material of synthetic chunks."""
+    return [s for s in _SENTENCE.split(text) if 4 <= len(s.split()) <= 80]
 
 
-def synthetic_chunks(n: int, *, pool: list[str], titles: list[str], seed: int) -> list[BenchChunk]:
-    """``n`` chunks of 40–120 words of sampled sentences, 1–5 chunks per synthetic document."""
+@dataclass
+class SentenceSource:
+    """Sentences to build synthetic text from: per SciFact document, and all of them."""
+
+    by_doc: dict[str, list[str]]
+    pool: list[str]
+
+    @classmethod
+    def from_corpus(cls, corpus: list[CorpusDoc]) -> SentenceSource:
+        by_doc = {f"scifact-{d.doc_id}": split_sentences(d.text) for d in corpus}
+        return cls(by_doc=by_doc, pool=[s for sentences in by_doc.values() for s in sentences])
+
+    def text(self, rng: np.random.Generator, doc_id: str, target_words: int) -> str:
+        own = self.by_doc.get(doc_id) or self.pool
+        sentences, words = [], 0
+        while words < target_words:
+            source = own if rng.random() < PARENT_SENTENCE_SHARE else self.pool
+            sentence = source[rng.integers(len(source))]
+            sentences.append(sentence)
+            words += len(sentence.split())
+        return " ".join(sentences)
+
+
+def synthetic_chunks(n: int, *, real: list[BenchChunk], sentences: SentenceSource,
+                     seed: int) -> tuple[list[BenchChunk], np.ndarray]:
+    """``n`` chunks of 40–120 words, 1–5 per synthetic document, and for each the index of its
+    parent real chunk (one per document: a document's chunks share a topic)."""
     rng = np.random.default_rng([seed, 2])
     chunks: list[BenchChunk] = []
+    parents: list[int] = []
     doc = 0
     while len(chunks) < n:
-        title = titles[rng.integers(len(titles))]
+        parent = int(rng.integers(len(real)))
         for position in range(int(rng.integers(1, 6))):
-            chunks.append(BenchChunk(doc_id=f"synth-{doc:07d}", position=position, title=title,
-                                     text=_sampled_text(rng, pool, int(rng.integers(40, 121))), synthetic=True))
+            text = sentences.text(rng, real[parent].doc_id, int(rng.integers(40, 121)))
+            chunks.append(BenchChunk(doc_id=f"synth-{doc:07d}", position=position, title=real[parent].title,
+                                     text=text, synthetic=True))
+            parents.append(parent)
         doc += 1
-    return chunks[:n]
+    return chunks[:n], np.asarray(parents[:n])
 
 
-def _sampled_text(rng: np.random.Generator, pool: list[str], target_words: int) -> str:
-    sentences, words = [], 0
-    while words < target_words:
-        sentence = pool[rng.integers(len(pool))]
-        sentences.append(sentence)
-        words += len(sentence.split())
-    return " ".join(sentences)
+def noise_basis(vectors: np.ndarray) -> np.ndarray:
+    """A matrix ``B`` such that ``z @ B.T`` (``z`` standard normal) has the real vectors' covariance."""
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(vectors, rowvar=False, dtype=np.float64))
+    return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))).astype(np.float32)
 
 
-def gaussian_vectors(real: np.ndarray, n: int, *, seed: int) -> np.ndarray:
-    """``n`` unit vectors from a Gaussian fitted (mean, full covariance) to the real embeddings."""
-    rng = np.random.default_rng([seed, 3])
-    mean = real.mean(axis=0, dtype=np.float64)
-    cov = np.cov(real, rowvar=False, dtype=np.float64)
-    drawn = rng.multivariate_normal(mean, cov, size=n, method="eigh").astype(np.float32)
+def _perturb(parents: np.ndarray, basis: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
+    z = rng.standard_normal((len(parents), basis.shape[0]), dtype=np.float32)
+    drawn = parents + scale * (z @ basis.T)
     return drawn / np.linalg.norm(drawn, axis=1, keepdims=True)
+
+
+def packing(vectors: np.ndarray, groups: np.ndarray) -> float:
+    """Median over ``vectors`` of the cosine to the nearest one of another group (document)."""
+    best = []
+    for start in range(0, len(vectors), 1000):
+        sims = vectors[start:start + 1000] @ vectors.T
+        sims[groups[start:start + 1000, None] == groups[None, :]] = -1.0
+        best.append(sims.max(axis=1))
+    return float(np.median(np.concatenate(best)))
+
+
+def noise_scale(vectors: np.ndarray, basis: np.ndarray, target: float, *, seed: int) -> float:
+    """The noise scale at which as many draws as there are real vectors, each around a random
+    real one, are as tightly packed (:func:`packing`) as the real vectors of different documents
+    (``target``). Bisection: packing falls as the scale grows."""
+    rng = np.random.default_rng([seed, 7])
+    low, high = 0.0, 4.0
+    for _ in range(20):
+        middle = (low + high) / 2
+        draws = _perturb(vectors[rng.integers(len(vectors), size=len(vectors))], basis, middle, rng)
+        low, high = (middle, high) if packing(draws, np.arange(len(draws))) > target else (low, middle)
+    return (low + high) / 2
+
+
+@dataclass(frozen=True)
+class VectorModel:
+    """How synthetic vectors are drawn around the real ones (reported in the JSON line)."""
+
+    basis: np.ndarray
+    scale: float
+    target_similarity: float
+
+    @classmethod
+    def fit(cls, real: list[BenchChunk], vectors: np.ndarray, *, seed: int) -> VectorModel:
+        target = packing(vectors, np.asarray([c.doc_id for c in real]))
+        basis = noise_basis(vectors)
+        return cls(basis=basis, scale=noise_scale(vectors, basis, target, seed=seed), target_similarity=target)
+
+    def draw(self, real_vectors: np.ndarray, parents: np.ndarray, *, seed: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, 3])
+        out = np.empty((len(parents), real_vectors.shape[1]), dtype=np.float32)
+        for start in range(0, len(parents), 50_000):  # in slices: the noise of 1M rows at once is 1.5 GB
+            out[start:start + 50_000] = _perturb(real_vectors[parents[start:start + 50_000]], self.basis,
+                                                 self.scale, rng)
+        return out
 
 
 # --- Access: who may see each document ----------------------------------------------------------
@@ -254,12 +325,12 @@ class Corpus:
         return {ch: own.get(ch, 0) for ch in CHANNELS}
 
 
-def make_corpus(size: int, *, real: list[BenchChunk], real_vectors: np.ndarray, pool: list[str],
-                titles: list[str], seed: int) -> Corpus:
+def make_corpus(size: int, *, real: list[BenchChunk], real_vectors: np.ndarray, sentences: SentenceSource,
+                model: VectorModel, seed: int) -> Corpus:
     """The first ``size`` real chunks, then synthetic ones up to ``size``."""
     n_real = min(size, len(real))
-    synth = synthetic_chunks(size - n_real, pool=pool, titles=titles, seed=seed)
-    vectors = np.concatenate([real_vectors[:n_real], gaussian_vectors(real_vectors, len(synth), seed=seed)])
+    synth, parents = synthetic_chunks(size - n_real, real=real, sentences=sentences, seed=seed)
+    vectors = np.concatenate([real_vectors[:n_real], model.draw(real_vectors, parents, seed=seed)])
     chunks = real[:n_real] + synth
     doc_ids = list(dict.fromkeys(c.doc_id for c in chunks))
     return Corpus(chunks=chunks, vectors=vectors, scopes=draw_scopes(doc_ids, seed=seed))
@@ -575,10 +646,14 @@ def prepare_indexes(args: argparse.Namespace, embedder: Embedder, cited: set[str
         log(f"chunking {len(corpus)} SciFact documents …")
         real = sample_real_chunks(chunk_corpus(corpus), limit=args.real_chunks, cited=cited, seed=args.seed)
         real_vectors = embed_cached(embedder, [c.embedding_text for c in real], args.out_dir)
-        pool, titles = sentence_pool(corpus), [d.title for d in corpus]
+        sentences = SentenceSource.from_corpus(corpus)
+        model = VectorModel.fit(real, real_vectors, seed=args.seed)
+        log(f"synthetic vectors: noise scale {model.scale:.3f} for a packing of {model.target_similarity:.3f} "
+            "(the real chunks' median cosine to their nearest chunk of another document)")
         for size in missing:
             log(f"index-{size}: generating the corpus …")
-            chunks = make_corpus(size, real=real, real_vectors=real_vectors, pool=pool, titles=titles, seed=args.seed)
+            chunks = make_corpus(size, real=real, real_vectors=real_vectors, sentences=sentences, model=model,
+                                 seed=args.seed)
             log(f"index-{size}: building ({len(chunks.chunks):,} chunks, {len(chunks.scopes):,} documents) …")
             builds[size] = build_index(chunks, path=args.out_dir / f"index-{size}",
                                        params=corpus_params(args, size, embedder.model_id),

@@ -42,8 +42,14 @@ _ANN_SETTINGS = "ann.json"
 # An audience that sees fewer rows than this is searched exactly: cheap at that size, and an ANN
 # index probing a few partitions could miss a small channel's chunks entirely.
 EXACT_SEARCH_MAX_ROWS = 20_000
-_NPROBES_LADDER = (8, 16, 32, 64, 128, 256)
+_NPROBES_LADDER = (8, 16, 32, 64, 128, 256, 512)
 TARGET_ANN_RECALL = 0.95
+# Tuning queries are stored vectors plus noise of this size per dimension: about 0.6 cosine from the
+# chunk they came from, as far as a question usually is from the passage that answers it.
+_TUNING_NOISE = 0.07
+# Real questions were still harder than those: on the 1M-chunk benchmark they reached recall 0.93
+# where the tuning sample reached 0.95, and 0.955 with twice the probes. So twice it is.
+_PROBE_MARGIN = 2
 
 _META_COLUMNS = ["chunk_id", "doc_id", "position", "title", "heading_path", "text", "source", "path",
                  "scope", "content_hash", "embedding_hash"]
@@ -209,26 +215,33 @@ class LanceStore:
         partitions = max(1, int(np.sqrt(rows)))
         log.info("building the ANN index over %s chunks (%s partitions)", rows, partitions)
         self._table.create_index("vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions))
-        nprobes, recall = self._tune_nprobes(partitions)
-        (self.path / _ANN_SETTINGS).write_text(json.dumps({"nprobes": nprobes, "recall_at_10": recall}))
-        log.info("ANN index ready: nprobes=%s, recall@10 against exact search %.3f", nprobes, recall)
+        settings = self._tune_nprobes(partitions)
+        (self.path / _ANN_SETTINGS).write_text(json.dumps(settings))
+        log.info("ANN index ready: %s", settings)
 
-    def _tune_nprobes(self, partitions: int, sample: int = 60) -> tuple[int, float]:
-        """The fewest partitions to probe for recall@10 ≥ the target against exact search.
+    def _tune_nprobes(self, partitions: int, sample: int = 150) -> dict:
+        """How many partitions to probe: twice the fewest at which recall@10 against exact search
+        reaches the target on a sample of question-like queries (see ``_PROBE_MARGIN``).
 
         Measured the way the bot queries: each sampled query carries the access filter of an
         audience that may see the chunk it was drawn near, so small channels count too.
         """
         queries = self._sample_queries(sample)
         exact = [self._nearest_ids(q, where, k=10, exact=True) for q, where in queries]
-        recall = 0.0
-        ladder = [n for n in _NPROBES_LADDER if n < partitions] + [partitions]
-        for nprobes in ladder:
+
+        def recall_at(nprobes: int) -> float:
             found = [self._nearest_ids(q, where, k=10, exact=False, nprobes=nprobes) for q, where in queries]
-            recall = float(np.mean([len(set(f) & set(e)) / max(1, len(e)) for f, e in zip(found, exact)]))
+            return float(np.mean([len(set(f) & set(e)) / max(1, len(e)) for f, e in zip(found, exact)]))
+
+        ladder = [n for n in _NPROBES_LADDER if n < partitions] + [partitions]
+        for reached in ladder:
+            recall = recall_at(reached)
             if recall >= TARGET_ANN_RECALL:
                 break
-        return nprobes, recall
+        nprobes = min(partitions, reached * _PROBE_MARGIN)
+        return {"nprobes": nprobes, "target_reached_at": reached, "recall_at_10": recall,
+                "recall_at_10_with_margin": recall_at(nprobes) if nprobes != reached else recall,
+                "partitions": partitions, "sample": len(queries)}
 
     def _sample_queries(self, n: int) -> list[tuple[np.ndarray, str]]:
         rng = np.random.default_rng(0)
@@ -239,7 +252,7 @@ class LanceStore:
         for row in picked:
             vector = np.asarray(row["vector"], dtype=np.float32)
             # A question is near a chunk, not on it: perturb so the test is no trivial self-match.
-            noisy = vector + rng.normal(scale=0.03, size=vector.shape).astype(np.float32)
+            noisy = vector + rng.normal(scale=_TUNING_NOISE, size=vector.shape).astype(np.float32)
             label = str(rng.choice(row["scope"]))
             audience = Audience.for_conversation("D0ANNTUNING" if label == PUBLIC else label)
             queries.append((noisy / np.linalg.norm(noisy), filter_for(audience).lance_where()))
