@@ -40,6 +40,7 @@ from knowledge.ingest import Ingestor
 from knowledge.retrieval import RetrievalOptions, Retriever
 from knowledge.stores.base import VectorStore
 from knowledge.stores.lancedb import LanceStore
+from knowledge.stores.weaviate import WeaviateOptions, WeaviateStore
 from training.database import default_database_url, open_engine
 from training.feedback import FeedbackStore
 
@@ -69,7 +70,20 @@ class Services:
 
     @cached_property
     def store(self) -> VectorStore:
+        """Weaviate when WEAVIATE_URL is set, else the embedded index in the data directory."""
+        if self.settings.weaviate_url:
+            return self.open_weaviate(self.settings.weaviate_url)
         return self.open_index(self.settings.index_dir)
+
+    def open_weaviate(self, url: str) -> WeaviateStore:
+        """The Weaviate collection at ``url`` (connects and checks readiness and schema now)."""
+        s = self.settings
+        options = WeaviateOptions(
+            url=url, api_key=s.weaviate_api_key, grpc_port=s.weaviate_grpc_port, collection=s.weaviate_collection,
+            timeout_s=s.weaviate_timeout_s, retries=s.weaviate_retries, replication_factor=s.weaviate_replication_factor,
+            shards=s.weaviate_shards, consistency=s.weaviate_consistency, fusion=s.weaviate_fusion,
+        )
+        return WeaviateStore(options, dimension=self.embedder.dimension, model_id=self.embedder.model_id)
 
     def open_index(self, path: Path) -> LanceStore:
         """An embedded index at ``path`` set up like the main one (``eval`` builds its own)."""

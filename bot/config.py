@@ -32,6 +32,21 @@ class Settings(BaseSettings):
 
     weaviate_url: str | None = Field(default=None, validation_alias="WEAVIATE_URL")
     weaviate_api_key: str | None = Field(default=None, validation_alias="WEAVIATE_API_KEY")
+    weaviate_grpc_port: int = Field(default=50051, ge=1, le=65535, validation_alias="WEAVIATE_GRPC_PORT")
+    # The collection, and how it is laid out on a cluster (applied when lorebot creates it).
+    weaviate_collection: str = Field(default="LorebotChunk", pattern=r"^[A-Z][_0-9A-Za-z]*$",
+                                     validation_alias="LOREBOT_WEAVIATE_COLLECTION")
+    weaviate_replication_factor: int = Field(default=1, ge=1, validation_alias="LOREBOT_WEAVIATE_REPLICATION_FACTOR")
+    weaviate_shards: int = Field(default=1, ge=1, validation_alias="LOREBOT_WEAVIATE_SHARDS")
+    # QUORUM: a read agrees with the majority of replicas, so it sees every acknowledged write.
+    weaviate_consistency: Literal["ONE", "QUORUM", "ALL"] = Field(default="QUORUM",
+                                                                  validation_alias="LOREBOT_WEAVIATE_CONSISTENCY")
+    # relative_score is the min-max fusion the embedded store uses (the retrieval benchmark's choice);
+    # its weight is LOREBOT_DENSE_WEIGHT (Weaviate's alpha).
+    weaviate_fusion: Literal["relative_score", "ranked"] = Field(default="relative_score",
+                                                                 validation_alias="LOREBOT_WEAVIATE_FUSION")
+    weaviate_timeout_s: float = Field(default=10.0, gt=0, validation_alias="LOREBOT_WEAVIATE_TIMEOUT_S")
+    weaviate_retries: int = Field(default=2, ge=0, le=10, validation_alias="LOREBOT_WEAVIATE_RETRIES")
     tgi_url: str | None = Field(default=None, validation_alias="TGI_URL")
     hf_token: str | None = Field(default=None, validation_alias="HF_TOKEN")
 

@@ -53,10 +53,11 @@ def _slack_bot(settings: Settings, credentials: SlackCredentials, console: Conso
     _log_to_stderr()
     services = build_services(settings, long_running=True)
     try:
-        if not settings.index_dir.is_dir():
+        if not settings.weaviate_url and not settings.index_dir.is_dir():
             console.print(f"[yellow]warning:[/] no index at {settings.index_dir} yet: every answer will be "
                           "\u201cnot found\u201d until documents are ingested (lorebot ingest PATH --public | --channel ID)")
-        console.print("Checking the Slack token, loading the embedding model and the index…")
+        where = f"Weaviate at {settings.weaviate_url}" if settings.weaviate_url else "the index"
+        console.print(f"Checking the Slack token, loading the embedding model and {where}…")
         bot = build_slack_bot(services, credentials)  # checks the token first, then loads the model
         try:
             yield bot

@@ -126,6 +126,15 @@ class AccessFilter:
         quoted = ", ".join("'" + label.replace("'", "''") + "'" for label in sorted(self.allowed))
         return f"array_has_any(scope, [{quoted}])"
 
+    def weaviate_filter(self):
+        """The same predicate as a Weaviate filter: ``scope`` contains any of the allowed labels.
+
+        (weaviate is imported here, not at the top: the embedded default never loads it.)
+        """
+        from weaviate.classes.query import Filter
+
+        return Filter.by_property("scope").contains_any(sorted(self.allowed))
+
 
 def filter_for(audience: Audience) -> AccessFilter:
     """The filter for one audience: ``public`` plus the conversation itself.

@@ -1,4 +1,4 @@
-"""The store interface every vector store implements (LanceDB embedded, Weaviate later).
+"""The store interface every vector store implements (LanceDB embedded, Weaviate for scale).
 
 A store holds chunks with their vectors and scopes. It never decides access: every search takes
 an :class:`~knowledge.access.AccessFilter` (required, never optional) and applies it inside the
@@ -8,7 +8,7 @@ query, before ranking.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal, Protocol
 
 import numpy as np
@@ -59,6 +59,10 @@ class VectorStore(Protocol):
 
     def chunks_of(self, doc_id: str) -> list[StoredChunk]:
         """A document's chunks in order, with their vectors."""
+
+    def export_documents(self, *, batch_chunks: int = 2_000) -> Iterator[dict[str, list[StoredChunk]]]:
+        """Every document with its chunks and vectors, in batches of whole documents (a batch can
+        go straight into another store's ``upsert_documents``)."""
 
     def search(self, request: SearchRequest, access: AccessFilter) -> list[ScoredChunk]:
         """The top ``request.k`` chunks for the query among those ``access`` allows."""

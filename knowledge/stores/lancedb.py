@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -297,6 +298,32 @@ class LanceStore:
         )
         return sorted((_row_to_chunk(r) for r in rows), key=lambda c: c.position)
 
+    def export_documents(self, *, batch_chunks: int = 2_000) -> Iterator[dict[str, list[StoredChunk]]]:
+        """Every document with its chunks and vectors, whole documents per batch (for migration)."""
+        if self._table is None:
+            return
+        ids = self._table.search().select(["doc_id"]).with_row_id(True).limit(self.count() or 1).to_arrow()
+        rows_of: dict[str, list[int]] = {}
+        for doc_id, row_id in zip(ids["doc_id"].to_pylist(), ids["_rowid"].to_pylist()):
+            rows_of.setdefault(doc_id, []).append(row_id)
+        batch: list[str] = []
+        size = 0
+        for doc_id in sorted(rows_of):
+            if batch and size + len(rows_of[doc_id]) > batch_chunks:
+                yield self._whole_documents(batch, rows_of)
+                batch, size = [], 0
+            batch.append(doc_id)
+            size += len(rows_of[doc_id])
+        if batch:
+            yield self._whole_documents(batch, rows_of)
+
+    def _whole_documents(self, doc_ids: list[str], rows_of: dict[str, list[int]]) -> dict[str, list[StoredChunk]]:
+        fetched = self._table.take_row_ids([r for d in doc_ids for r in rows_of[d]])
+        docs: dict[str, list[StoredChunk]] = {d: [] for d in doc_ids}
+        for row in self._with_vectors(fetched.select([*_META_COLUMNS, "vector"]).to_arrow()):
+            docs[row["doc_id"]].append(_row_to_chunk(row))
+        return {d: sorted(chunks, key=lambda c: c.position) for d, chunks in docs.items()}
+
     def search(self, request: SearchRequest, access: AccessFilter) -> list[ScoredChunk]:
         if not isinstance(access, AccessFilter):
             raise StoreError("refusing to search without an access filter")
@@ -409,8 +436,12 @@ class LanceStore:
             ids = ", ".join(_quote(c) for c in row_ids)
             query = self._table.search().where(f"chunk_id IN ({ids})").select(columns).limit(len(row_ids))
             fetched = query.to_arrow()
+        return self._with_vectors(fetched)
+
+    def _with_vectors(self, fetched: pa.Table) -> list[dict]:
+        """Rows as dicts, their vectors as numpy arrays (as Python lists they cost more than the
+        rest of a search)."""
         meta = fetched.select(_META_COLUMNS).to_pylist()
-        # Vectors through numpy: as Python lists they cost more than the rest of the search.
         vectors = fetched["vector"].combine_chunks().flatten().to_numpy().reshape(len(meta), self.dimension)
         for row, vector in zip(meta, vectors):
             row["vector"] = vector

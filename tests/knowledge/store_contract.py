@@ -169,3 +169,18 @@ class StoreContract:
         original = frozenset(["the pager escalates after fifteen minutes", "rollback with deploy revert"])
         allowed = {original, *(frozenset(c.text for c in v) for v in versions.values())}
         assert seen and set(seen) <= allowed, set(seen) - allowed
+
+    def test_export_yields_whole_documents_with_vectors_and_scopes(self, filled):
+        batches = list(filled.export_documents(batch_chunks=2))
+        seen: dict[str, list] = {}
+        for batch in batches:
+            for doc_id, got in batch.items():
+                assert doc_id not in seen, f"{doc_id} was split across batches"
+                seen[doc_id] = got
+        assert len(batches) >= 2
+        assert {d: [c.position for c in got] for d, got in seen.items()} == {"pub": [0, 1], "eng": [0, 1], "fin": [0]}
+        np.testing.assert_allclose(np.asarray(seen["pub"][1].vector), vector_for("office opens at nine"), atol=1e-6)
+        assert seen["fin"][0].scope == Scope.channels([FIN]) and seen["fin"][0].text == SECRET
+
+    def test_export_of_an_empty_store_yields_nothing(self, store):
+        assert list(store.export_documents()) == []
