@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,7 +21,7 @@ from bot.answering import Answer, answer_question, shorten
 from bot.app import Services, build_services
 from bot.config import load_settings
 from knowledge.access import Audience, Scope, filter_for
-from knowledge.errors import LorebotError, StoreError
+from knowledge.errors import ConfigurationError, LorebotError, StoreError
 from knowledge.ingest import IngestReport
 from knowledge.stores.base import SEARCH_MODES
 from training.feedback import FeedbackStore
@@ -83,7 +83,7 @@ def _services(*, reading: bool = False) -> Iterator[Services]:
     with _clear_errors():
         try:
             settings = load_settings()
-            if reading and not settings.index_dir.is_dir():
+            if reading and not settings.weaviate_url and not settings.index_dir.is_dir():
                 raise StoreError(
                     f"there is no index at {settings.index_dir}: ingest documents first "
                     "(lorebot ingest PATH --public, or --channel ID), or check LOREBOT_DATA_DIR"
@@ -318,6 +318,58 @@ def _print_eval(summary: dict, failed: tuple[tuple[str, str], ...]) -> None:
     latency = summary["latency_ms"]
     table.add_row("latency p50 / p95", f"{latency['p50']:.1f} / {latency['p95']:.1f} ms")
     out.print(table)
+
+
+index_app = typer.Typer(help="The search index: where it lives.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("migrate")
+def index_migrate(
+    to: Annotated[str, typer.Option("--to", help="weaviate (from the embedded index) or embedded (from Weaviate).")],
+    weaviate_url: Annotated[Optional[str], typer.Option("--weaviate-url", help="Weaviate to copy to or from (default: WEAVIATE_URL).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy every chunk, with its vector and scope, to the other store; resumable; verified at the end."""
+    from knowledge.migration import migrate
+
+    if to not in ("weaviate", "embedded"):
+        raise typer.BadParameter("choose weaviate or embedded", param_hint="--to")
+    with _clear_errors():
+        settings = load_settings()
+        url = weaviate_url or settings.weaviate_url
+        if not url:
+            raise ConfigurationError("no Weaviate to migrate with: set WEAVIATE_URL or pass --weaviate-url")
+        if to == "weaviate" and not settings.index_dir.is_dir():
+            raise StoreError(f"there is no embedded index at {settings.index_dir} to copy (check LOREBOT_DATA_DIR)")
+        with ExitStack() as stack:
+            services = build_services(settings)
+            stack.callback(services.close)
+            embedded = services.open_index(settings.index_dir)
+            stack.callback(embedded.close)
+            weaviate = services.open_weaviate(url)
+            stack.callback(weaviate.close)
+            source, target = (embedded, weaviate) if to == "weaviate" else (weaviate, embedded)
+            with _progress("Copying", unit="chunks", enabled=not as_json) as advance:
+                report = migrate(source, target, progress=advance)
+    summary = {"to": to, **report.as_dict()}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        _print_migration(summary)
+    if not report.verified:
+        raise typer.Exit(1)
+
+
+def _print_migration(summary: dict) -> None:
+    out.print(f"{summary['documents']} documents, {summary['chunks']} chunks: copied {summary['copied_documents']} "
+              f"documents ({summary['copied_chunks']} chunks), {summary['skipped_documents']} already there.")
+    for doc_id, problem in sorted(summary["mismatches"].items()):
+        err.print(f"[red]not verified[/] {escape(doc_id)}: {escape(problem)}")
+    if summary["extra_in_target"]:
+        out.print(f"{len(summary['extra_in_target'])} documents were only in the target and were kept.")
+    out.print("[green]verified[/]: every document is in the target with all its chunks" if summary["verified"]
+              else "[red]the copy is incomplete[/]: run the command again to resume")
 
 
 @app.command()
