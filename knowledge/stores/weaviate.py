@@ -302,9 +302,13 @@ class WeaviateStore:
                 raise StoreError(f"{what}: Weaviate failed to delete {result.failed} of {result.matches} chunks")
 
     def _next_generation(self) -> int:
-        """Increasing within this process and, through the clock, across replicas."""
+        """Increasing within this process and, through the clock, across replicas.
+
+        Microseconds, not nanoseconds: the client sends integers as JSON-style doubles, exact only
+        below 2**53 (nanoseconds since 1970 are past it, and would round to equal values).
+        """
         with self._generation_lock:
-            self._last_generation = max(time.time_ns(), self._last_generation + 1)
+            self._last_generation = max(time.time_ns() // 1_000, self._last_generation + 1)
             return self._last_generation
 
     # -- reading -------------------------------------------------------------------------------

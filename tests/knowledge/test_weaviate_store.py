@@ -249,3 +249,12 @@ def test_a_wrong_grpc_port_is_named_at_start_not_at_the_first_question(fake):
     with pytest.raises(StoreError) as refused:
         open_store(fake.url, wrong, retries=0, startup_timeout_s=0.5)
     assert f"gRPC port {wrong} did not answer" in str(refused.value) and "WEAVIATE_GRPC_PORT" in str(refused.value)
+
+
+def test_versions_written_in_quick_succession_stay_ordered(store, fake):
+    # Integers travel as doubles: the generation must stay exact, or two versions could tie.
+    for i in range(5):
+        store.upsert_documents({"eng": chunks("eng", [f"runbook revision {i}"], Scope.channels([ENG]))})
+    [stored] = [o["properties"] for o in fake.objects("LorebotChunk") if o["properties"]["doc_id"] == "eng"]
+    assert stored["text"] == "runbook revision 4" and stored["generation"] < 2**53
+    assert [c.text for c in store.chunks_of("eng")] == ["runbook revision 4"]
