@@ -32,6 +32,14 @@ class HashingEmbedder:
         return out
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_weaviate(monkeypatch):
+    """WEAVIATE_* in the environment are for the real-server contract tests only (they read them at
+    import); every other test runs on the stores it sets up itself."""
+    for name in ("WEAVIATE_URL", "WEAVIATE_API_KEY", "WEAVIATE_GRPC_PORT"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def hashing_embedder() -> HashingEmbedder:
     return HashingEmbedder()
