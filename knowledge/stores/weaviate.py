@@ -64,6 +64,7 @@ class WeaviateOptions:
     startup_timeout_s: float = 5.0
     retries: int = 2
     retry_backoff_s: float = 0.5
+    unavailable_pause_s: float = 30.0
     replication_factor: int = 1
     shards: int = 1
     consistency: Consistency = "QUORUM"
@@ -135,6 +136,7 @@ class WeaviateStore:
         self.dimension = dimension
         self.model_id = model_id
         self._last_generation = 0
+        self._unavailable_until = 0.0
         self._generation_lock = threading.Lock()
         self._client = self._connect()
         try:
@@ -405,8 +407,17 @@ class WeaviateStore:
     # -- errors and retries --------------------------------------------------------------------
 
     def _retrying(self, what: str, call: Callable[[], T], *, wrap: bool = True) -> T:
-        """``call()``, again after a pause when Weaviate failed in a way that may pass (unavailable,
-        timed out, overloaded); every write lorebot makes is idempotent, so repeating one is safe."""
+        """``call()``, again after a pause when Weaviate failed in a way that may pass (timed out,
+        overloaded); every write lorebot makes is idempotent, so repeating one is safe.
+
+        When weaviate-client has already spent its own retries on an unavailable server (about a
+        minute for a search), calls fail at once for ``unavailable_pause_s``: during an outage each
+        question gets its apology immediately instead of after another minute.
+        """
+        paused = self._unavailable_until - time.monotonic()
+        if paused > 0:
+            raise StoreError(f"Weaviate at {self.options.url} was unavailable moments ago; "
+                             f"lorebot tries it again in {paused:.0f} s")
         for attempt in range(self.options.retries + 1):
             try:
                 return call()
@@ -415,6 +426,8 @@ class WeaviateStore:
                     log.warning("Weaviate %s failed (%s); retrying", what, _reason(e))
                     time.sleep(self.options.retry_backoff_s * 2 ** attempt)
                     continue
+                if gave_up_on_unavailable(e):
+                    self._unavailable_until = time.monotonic() + self.options.unavailable_pause_s
                 if not wrap:
                     raise
                 raise StoreError(f"Weaviate {what} failed: {_reason(e)}") from e
@@ -573,6 +586,18 @@ def is_transient(error: BaseException) -> bool:
             return seen.status_code in (429, 502, 503, 504)
         if isinstance(seen, grpc.RpcError) and callable(getattr(seen, "code", None)):
             return seen.code() in retry_codes
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def gave_up_on_unavailable(error: BaseException) -> bool:
+    """weaviate-client retried a gRPC UNAVAILABLE until it gave up (the server is down or unreachable)."""
+    from weaviate.exceptions import WeaviateRetryError
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, WeaviateRetryError):
+            return True
         seen = seen.__cause__ or seen.__context__
     return False
 

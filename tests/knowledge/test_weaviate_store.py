@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -183,14 +184,21 @@ def test_a_transient_failure_is_retried(store, fake, code):
     assert len(fake.grpc_requests("Search")) >= 3
 
 
-def test_a_failing_server_gives_a_clear_error(store, fake):
-    # weaviate-client retries UNAVAILABLE itself (six tries; the fake skips its sleeps); the store
-    # does not multiply that, and says what failed.
-    fake.fail_next("Search", code=grpc.StatusCode.UNAVAILABLE, times=10)
+def test_an_unavailable_server_gives_a_clear_error_then_fails_fast_for_a_while(fake):
+    store = open_store(fake.url, fake.grpc_port, unavailable_pause_s=0.5)
+    # weaviate-client retries UNAVAILABLE itself, six tries for a search (the fake skips its
+    # sleeps, about a minute in real life); the store does not multiply that, and says what failed.
+    fake.fail_next("Search", code=grpc.StatusCode.UNAVAILABLE, times=6)
     with pytest.raises(StoreError, match="Weaviate searching failed"):
         store.search(request("holiday"), audience(GENERAL))
-    fake.reset_faults()
-    assert store.search(request("holiday"), audience(GENERAL))
+    # For a while after, a question fails at once, without another minute of retries.
+    sent = len(fake.grpc_requests("Search"))
+    with pytest.raises(StoreError, match="unavailable moments ago"):
+        store.search(request("holiday"), audience(GENERAL))
+    assert len(fake.grpc_requests("Search")) == sent
+    time.sleep(0.6)
+    assert store.search(request("holiday"), audience(GENERAL)) == []
+    store.close()
 
 
 def test_a_request_weaviate_refuses_is_not_retried(store, fake):
