@@ -386,12 +386,12 @@ class WeaviateStore:
             vector = request.query_vector()
         hits = []
         for row in newest_version_only([_row(o) for o in found]):
-            chunk = _to_chunk(row)
+            chunk = _to_chunk(row, with_vector=False)
             if not access.allows(chunk.scope):  # second line of defence: the filter decided
                 continue
             similarity = float(vector @ np.asarray(row["vector"], dtype=np.float32))
             score = (1.0 - row["distance"]) if request.mode == "dense" else row["score"]
-            hits.append(ScoredChunk(chunk=_to_chunk(row, with_vector=False), score=float(score), similarity=similarity))
+            hits.append(ScoredChunk(chunk=chunk, score=float(score), similarity=similarity))
         return hits
 
     # -- upkeep --------------------------------------------------------------------------------
