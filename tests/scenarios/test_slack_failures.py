@@ -108,3 +108,13 @@ def test_serve_reports_a_token_slack_refuses(tmp_path):
     assert result.exit_code == 2
     assert "Slack refused SLACK_BOT_TOKEN (invalid_auth)" in result.output
     assert BOT_TOKEN not in result.output
+
+
+def test_serve_names_an_unreachable_weaviate_at_start(tmp_path):
+    with FakeSlackAPI(bot_token=BOT_TOKEN) as slack:
+        result = _serve({"LOREBOT_DATA_DIR": str(tmp_path), "SLACK_BOT_TOKEN": BOT_TOKEN,
+                         "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.url,
+                         "WEAVIATE_URL": "http://127.0.0.1:9", "LOREBOT_WEAVIATE_RETRIES": "0"}, "--http", "--port", "0")
+    assert result.exit_code == 2
+    assert "cannot reach Weaviate at http://127.0.0.1:9" in result.output and "WEAVIATE_URL" in result.output
+    assert "Traceback" not in result.output and "no index at" not in result.output
