@@ -8,7 +8,7 @@ query, before ranking.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal, Protocol
 
 import numpy as np
@@ -37,6 +37,25 @@ class SearchRequest:
 
     def query_vector(self) -> np.ndarray:
         return np.asarray(self.vector() if callable(self.vector) else self.vector, dtype=np.float32)
+
+
+def whole_document_batches(sizes: Iterable[tuple[str, int]], *, batch_chunks: int) -> Iterator[list[str]]:
+    """Document IDs grouped so a batch holds about ``batch_chunks`` chunks, never splitting a document
+    (an upsert replaces *all* chunks of the documents it names).
+
+    >>> list(whole_document_batches([("a", 3), ("b", 2), ("c", 4), ("d", 9)], batch_chunks=5))
+    [['a', 'b'], ['c'], ['d']]
+    """
+    batch: list[str] = []
+    size = 0
+    for doc_id, chunks in sizes:
+        if batch and size + chunks > batch_chunks:
+            yield batch
+            batch, size = [], 0
+        batch.append(doc_id)
+        size += chunks
+    if batch:
+        yield batch
 
 
 class VectorStore(Protocol):

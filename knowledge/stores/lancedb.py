@@ -31,7 +31,7 @@ from lancedb.index import FTS, BTree, IvfHnswSq, LabelList
 from knowledge.access import PUBLIC, AccessFilter, Audience, Scope, filter_for
 from knowledge.errors import StoreError
 from knowledge.fusion import fuse
-from knowledge.stores.base import SearchRequest
+from knowledge.stores.base import SearchRequest, whole_document_batches
 from knowledge.stores.memory_vectors import VectorSnapshot
 from knowledge.types import DocumentInfo, ScoredChunk, StoredChunk
 
@@ -323,15 +323,8 @@ class LanceStore:
         rows_of: dict[str, list[int]] = {}
         for doc_id, row_id in zip(ids["doc_id"].to_pylist(), ids["_rowid"].to_pylist()):
             rows_of.setdefault(doc_id, []).append(row_id)
-        batch: list[str] = []
-        size = 0
-        for doc_id in sorted(rows_of):
-            if batch and size + len(rows_of[doc_id]) > batch_chunks:
-                yield self._whole_documents(batch, rows_of)
-                batch, size = [], 0
-            batch.append(doc_id)
-            size += len(rows_of[doc_id])
-        if batch:
+        sizes = ((doc_id, len(rows_of[doc_id])) for doc_id in sorted(rows_of))
+        for batch in whole_document_batches(sizes, batch_chunks=batch_chunks):
             yield self._whole_documents(batch, rows_of)
 
     def _whole_documents(self, doc_ids: list[str], rows_of: dict[str, list[int]]) -> dict[str, list[StoredChunk]]:

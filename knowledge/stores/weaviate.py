@@ -31,7 +31,7 @@ import numpy as np
 
 from knowledge.access import AccessFilter, Scope
 from knowledge.errors import StoreError
-from knowledge.stores.base import SearchRequest
+from knowledge.stores.base import SearchRequest, whole_document_batches
 from knowledge.types import DocumentInfo, ScoredChunk, StoredChunk
 
 log = logging.getLogger(__name__)
@@ -340,15 +340,8 @@ class WeaviateStore:
 
     def export_documents(self, *, batch_chunks: int = 2_000) -> Iterator[dict[str, list[StoredChunk]]]:
         """Every document with its chunks and vectors, whole documents per batch (for migration)."""
-        batch: list[str] = []
-        size = 0
-        for info in self.list_documents():
-            if batch and size + info.chunks > batch_chunks:
-                yield {d: [_to_chunk(r) for r in rows] for d, rows in self._current_rows(batch).items()}
-                batch, size = [], 0
-            batch.append(info.doc_id)
-            size += info.chunks
-        if batch:
+        sizes = ((d.doc_id, d.chunks) for d in self.list_documents())
+        for batch in whole_document_batches(sizes, batch_chunks=batch_chunks):
             yield {d: [_to_chunk(r) for r in rows] for d, rows in self._current_rows(batch).items()}
 
     def _current_rows(self, doc_ids: list[str]) -> dict[str, list[dict]]:
