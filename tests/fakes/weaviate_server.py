@@ -110,6 +110,7 @@ from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -500,6 +501,13 @@ class _Collection:
 
 
 # --------------------------------------------------------------------------- the fake
+
+
+def deployed_version() -> str:
+    """The Weaviate version ``deploy/compose.yaml`` pins: tests make the fake report it, since the
+    client picks its wire formats by server version."""
+    compose = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
+    return re.search(r"semitechnologies/weaviate:(\d+\.\d+\.\d+)", compose.read_text()).group(1)
 
 
 class FakeWeaviate:

@@ -5,11 +5,9 @@ search, deletes, batch errors, retries, and clear errors when Weaviate is away o
 from __future__ import annotations
 
 import os
-import re
 import socket
 import time
 import uuid
-from pathlib import Path
 
 import grpc
 import pytest
@@ -17,15 +15,13 @@ import pytest
 from knowledge.access import Scope
 from knowledge.errors import StoreError
 from knowledge.stores.weaviate import WeaviateOptions, WeaviateStore, chunk_uuid, document_version
-from tests.fakes.weaviate_server import FakeWeaviate
+from tests.fakes.weaviate_server import FakeWeaviate, deployed_version
 from tests.knowledge.store_contract import (
     DIMENSION, ENG, FIN, GENERAL, SECRET, StoreContract, audience, chunks, request,
 )
 
 MODEL = "test-model"
-# The fake speaks as the Weaviate version deploy/ pins: the client picks wire formats by version.
-PINNED_VERSION = re.search(r"weaviate:(\d+\.\d+\.\d+)",
-                           (Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml").read_text()).group(1)
+PINNED_VERSION = deployed_version()
 
 
 def open_store(url: str, grpc_port: int, **options) -> WeaviateStore:

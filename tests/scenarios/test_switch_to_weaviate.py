@@ -5,22 +5,19 @@ and who may see what stay the same; and the way back works too."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from tests.fakes.weaviate_server import FakeWeaviate
+from tests.fakes.weaviate_server import FakeWeaviate, deployed_version
 
 pytestmark = pytest.mark.slow
 
 VACATION = "how many vacation days do I get each year?"
 VENDOR = "we're about to pay a brand-new drone survey contractor around $30k. who has to sign off on that payment?"
-PINNED_VERSION = re.search(r"weaviate:(\d+\.\d+\.\d+)",
-                           (Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml").read_text()).group(1)
+PINNED_VERSION = deployed_version()
 
 
 @pytest.fixture
