@@ -191,3 +191,22 @@ def test_count_tokens():
 
 def test_text_generation_error_classes_are_http_errors():
     assert issubclass(OverloadedError, TextGenerationError)
+
+
+def test_each_chat_completion_records_its_wall_clock_timing(tgi):
+    tgi.tokens_per_second = 100
+    before = time.time()
+    chunks = list(client(tgi).chat_completion(MESSAGES, model="tgi", stream=True, max_tokens=20))
+    client(tgi).chat_completion(MESSAGES, model="lorebot-v3", max_tokens=20)
+    tgi.fail_next("/v1/chat/completions", 429)
+    with pytest.raises(HfHubHTTPError):
+        client(tgi).chat_completion(MESSAGES, model="tgi", max_tokens=20)
+    streamed, plain, failed = tgi.completions
+    assert stream_text(chunks) == DEFAULT_REPLY and streamed["tokens"] == len(DEFAULT_REPLY.split())
+    assert streamed["stream"] and streamed["model"] == "lorebot/base-model"
+    # Seven tokens at 100/s: the last goes out ~60 ms after the first.
+    assert before <= streamed["received"] <= streamed["first_token_sent"] < streamed["last_token_sent"]
+    assert streamed["last_token_sent"] - streamed["first_token_sent"] >= 0.05
+    assert not plain["stream"] and plain["model"] == "lorebot-v3"
+    assert plain["first_token_sent"] == plain["last_token_sent"] >= plain["received"] >= streamed["last_token_sent"]
+    assert failed["first_token_sent"] is None and failed["tokens"] == 0

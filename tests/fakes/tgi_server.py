@@ -38,6 +38,9 @@ Fidelity notes (checked against huggingface/text-generation-inference ``router/s
   That is a test convenience: real TGI reports its own ``model_id`` there.
 * Tokens: :meth:`FakeTGI.count_tokens` is the fake's tokenizer (documented there); generated text is
   streamed in whitespace-delimited pieces, each one counted as one generated token.
+* Timing: :attr:`FakeTGI.completions` holds one wall-clock record per ``/v1/chat/completions``
+  request (when it was received, when its first and last tokens went out), for benchmarks that
+  line the fake's events up with another fake's (``FakeSlackAPI``'s ``Call.at`` is also ``time.time()``).
 * ``set_down(True)`` closes the listening socket: new connections are *refused* (ECONNREFUSED).
   ``set_down(False)`` re-binds the same port.
 """
@@ -83,6 +86,8 @@ class Request:
     body: bytes
     json: Any = None
     time: float = field(default_factory=time.monotonic)
+    # The same moment on the wall clock (a lambda: in this class body ``time`` is the field above).
+    wall: float = field(default_factory=lambda: time.time())
 
 
 @dataclass
@@ -114,9 +119,13 @@ class FakeTGI:
         tokens_per_second: float | None = None,
         unknown_adapter: str = "base",
         max_concurrent_requests: int = 128,
+        openai_only: bool = False,
     ) -> None:
         if unknown_adapter not in ("error", "base"):
             raise ValueError("unknown_adapter must be 'error' or 'base'")
+        # Plays vLLM instead of TGI: no /info; /v1/models lists the base model (with its
+        # max_model_len) and the loaded adapters; a model it does not serve is a 404.
+        self.openai_only = openai_only
         self.model_id = model_id
         self.adapters = tuple(adapters)
         self.max_input_tokens = max_input_tokens
@@ -126,6 +135,13 @@ class FakeTGI:
         self.max_concurrent_requests = max_concurrent_requests
         self.requests: list[Request] = []
         self.answered_by: list[str] = []
+        # One record per /v1/chat/completions request, in arrival order, on the wall clock
+        # (time.time()), filled in as its response goes out (see :meth:`_Handler._chat`):
+        # ``received`` (the request read), ``first_token_sent`` / ``last_token_sent`` (the event
+        # carrying the first / last generated token written and flushed; for a non-streamed answer
+        # both are when the response was written; None when no token went out: a fault, a
+        # validation error, an empty answer), ``tokens`` (generated), ``stream``, ``model``.
+        self.completions: list[dict[str, Any]] = []
         self._replies: deque[Reply] = deque()
         self._faults: list[_Fault] = []
         self._mid_stream: deque[tuple[int, str, str | None]] = deque()
@@ -280,6 +296,18 @@ class FakeTGI:
             "max_batch_size": None,
         }
 
+    def models(self) -> dict:
+        """``GET /v1/models``: TGI lists only its base model (never its adapters); vLLM
+        (``openai_only``) lists the base with its ``max_model_len``, then its LoRA adapters."""
+        if not self.openai_only:
+            return {"object": "list", "data": [{"id": self.model_id, "object": "model", "created": 0,
+                                                "owned_by": self.model_id}]}
+        base = {"id": self.model_id, "object": "model", "owned_by": "vllm", "root": self.model_id,
+                "parent": None, "max_model_len": self.max_total_tokens}
+        loras = [{"id": name, "object": "model", "owned_by": "vllm", "root": f"/adapters/{name}",
+                  "parent": self.model_id, "max_model_len": None} for name in self.adapters]
+        return {"object": "list", "data": [base, *loras]}
+
     # ---------------------------------------------------------------- internals used by the handler
 
     def _take_fault(self, path: str) -> _Fault | None:
@@ -303,11 +331,11 @@ class FakeTGI:
 
     def _resolve_model(self, name: str | None) -> str | None:
         """The model that answers for a chat ``model`` / ``adapter_id``; ``None`` = unknown adapter."""
-        if name in (None, "", "tgi", self.model_id):
+        if name in (None, "", self.model_id) or (name == "tgi" and not self.openai_only):
             return self.model_id
         if name in self.adapters:
             return name
-        return self.model_id if self.unknown_adapter == "base" else None
+        return self.model_id if self.unknown_adapter == "base" and not self.openai_only else None
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0 and self._stopping.wait(seconds):
@@ -377,13 +405,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
-        elif request.path == "/info":
+        elif request.path == "/info" and not self.tgi.openai_only:
             self._send_json(200, self.tgi.info())
+        elif request.path == "/v1/models":
+            self._send_json(200, self.tgi.models())
         else:
             self._send_json(404, {"error": "Not Found", "error_type": "not_found"})
 
     def do_POST(self) -> None:
         request = self._record()
+        timing = self._timing(request) if request.path == "/v1/chat/completions" else None
         try:
             fault = self.tgi._take_fault(request.path)
             if fault is not None:
@@ -392,7 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
             if body is None:
                 return self._send_error(422, "Failed to deserialize the JSON body into the target type", "validation")
             if request.path == "/v1/chat/completions":
-                self._chat(body)
+                self._chat(body, timing)
             elif request.path == "/generate":
                 self._generate(body, stream=False)
             elif request.path == "/generate_stream":
@@ -418,7 +449,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _model_or_error(self, name: str | None) -> str | None:
         model = self.tgi._resolve_model(name)
-        if model is None:
+        if model is None and self.tgi.openai_only:
+            self._send_json(404, {"object": "error", "message": f"The model `{name}` does not exist.",
+                                  "type": "NotFoundError", "param": None, "code": 404})
+        elif model is None:
             self._send_error(422, f"Input validation error: adapter `{name}` is not loaded "
                                   f"(known: {', '.join(self.tgi.adapters) or 'none'})", "validation")
         return model
@@ -440,8 +474,18 @@ class _Handler(BaseHTTPRequestHandler):
         if tgi._stall is not None and index == tgi._stall[0] and index > 0:
             tgi._sleep(tgi._stall[1])
 
-    def _chat(self, body: dict) -> None:
+    def _timing(self, request: Request) -> dict[str, Any]:
+        """Start the wall-clock record of a chat completion (see ``FakeTGI.completions``)."""
+        body = request.json if isinstance(request.json, dict) else {}
+        timing: dict[str, Any] = {"received": request.wall, "first_token_sent": None, "last_token_sent": None,
+                                  "tokens": 0, "stream": bool(body.get("stream")), "model": None}
+        with self.tgi._lock:
+            self.tgi.completions.append(timing)
+        return timing
+
+    def _chat(self, body: dict, timing: dict[str, Any] | None = None) -> None:
         tgi = self.tgi
+        timing = timing if timing is not None else {}
         messages = body.get("messages") or []
         model = self._model_or_error(body.get("model"))
         if model is None:
@@ -449,12 +493,20 @@ class _Handler(BaseHTTPRequestHandler):
         input_tokens = FakeTGI.count_prompt_tokens(messages)
         max_tokens = body.get("max_tokens")
         problem = self._validate(input_tokens, max_tokens)
+        if problem and tgi.openai_only:  # vLLM's wording and shape
+            requested = input_tokens + (max_tokens or 0)
+            return self._send_json(400, {
+                "object": "error", "type": "BadRequestError", "param": None, "code": 400,
+                "message": f"This model's maximum context length is {tgi.max_total_tokens} tokens. However, you "
+                           f"requested {requested} tokens ({input_tokens} in the messages, {max_tokens or 0} in the "
+                           "completion). Please reduce the length of the messages or completion."})
         if problem:
             return self._send_error(422, problem, "validation")
         budget = max_tokens if max_tokens is not None else tgi.max_total_tokens - input_tokens
         pieces, finish = self._pieces(body, budget)
         with tgi._lock:
             tgi.answered_by.append(model)
+        timing.update(model=model)
         created = int(time.time())
         fingerprint = f"{TGI_VERSION}-sha-0000000"
         usage = {"prompt_tokens": input_tokens, "completion_tokens": len(pieces),
@@ -462,13 +514,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("stream"):
             for i in range(len(pieces)):
                 self._pace(i)
-            return self._send_json(200, {
+            self._send_json(200, {
                 "object": "chat.completion", "id": "", "created": created, "model": model,
                 "system_fingerprint": fingerprint,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)},
                              "logprobs": None, "finish_reason": finish}],
                 "usage": usage,
             })
+            if pieces:
+                sent = time.time()
+                timing.update(first_token_sent=sent, last_token_sent=sent, tokens=len(pieces))
+            return
         mid = tgi._take_mid_stream()
         self._start_sse()
 
@@ -484,6 +540,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._pace(i)
             last = i == len(pieces) - 1
             self._event(chunk({"role": "assistant", "content": piece}, finish if last else None))
+            sent = time.time()
+            if i == 0:
+                timing["first_token_sent"] = sent
+            timing.update(last_token_sent=sent, tokens=i + 1)
         if mid is not None:
             return self._mid_stream_error(mid)
         if not pieces:
