@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.generation import Draft, Generator, StreamingGenerator
+from bot.generation import GenerationRequest, Generator, Turn
 from knowledge.access import Audience
 from knowledge.retrieval import Retriever
 from knowledge.types import Passage
@@ -43,6 +43,10 @@ class Answer:
     # Every passage the generator was given, in its [n] order before renumbering: the training
     # pipeline learns from the whole context (cited and not), so it is kept with the answer.
     passages: tuple[Passage, ...] = ()
+    # A model's answer that cites none of the passages it was given: they are shown as consulted.
+    consulted: tuple[Citation, ...] = ()
+    # One line about how the answer was written (e.g. quoted because the model was unavailable).
+    note: str | None = None
 
     def already_quotes(self, citation: Citation) -> bool:
         """True when the answer text itself shows the citation's snippet (extractive answers do)."""
@@ -59,8 +63,10 @@ class Answer:
                  "doc_id": c.doc_id, "scope": c.scope}
                 for c in self.citations
             ],
+            "consulted": [{"title": c.title, "source": c.source, "doc_id": c.doc_id} for c in self.consulted],
             "generator": self.generator,
             "adapter": self.adapter,
+            "note": self.note,
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }
 
@@ -72,12 +78,14 @@ class AnswerDeps:
 
 
 def answer_question(
-    question: str, audience: Audience, deps: AnswerDeps, *, on_text: Callable[[str], None] | None = None
+    question: str, audience: Audience, deps: AnswerDeps, *, on_text: Callable[[str], None] | None = None,
+    history: tuple[Turn, ...] = (),
 ) -> Answer:
     """Retrieve what this audience may see, write an answer from it, and keep only real citations.
 
-    With ``on_text`` and a generator that streams, each piece of the answer is passed to it as it
-    is written (to show it in Slack); the returned answer is the finished, checked one.
+    ``history`` is the thread so far (for a model that reads it). With ``on_text`` and a generator
+    that streams, each piece of the answer is passed to it as it is written (to show it in Slack);
+    the returned answer is the finished, checked one.
     """
     started = time.perf_counter()
     retrieval = deps.retriever.retrieve(question, audience)
@@ -88,27 +96,20 @@ def answer_question(
                       timings_ms=timings)
     passages = list(retrieval.passages)
     generated = time.perf_counter()
-    if on_text is not None and isinstance(deps.generator, StreamingGenerator):
-        draft = _streamed(deps.generator, question, passages, on_text)
-    else:
-        draft = deps.generator.generate(question, passages, question_vector=retrieval.question_vector)
+    request = GenerationRequest(question=question, passages=passages, history=history,
+                                conversation_id=audience.conversation_id, question_vector=retrieval.question_vector)
+    draft = deps.generator.generate(request, on_text=on_text)
     timings["generate"] = (time.perf_counter() - generated) * 1000
-    text, citations = renumber_citations(draft.text, passages, quotes=draft.quotes)
+    timings.update({k: v for k, v in draft.timings_ms.items() if k != "generate"})
+    shown = passages if draft.passages_used is None else passages[: draft.passages_used]
+    text, citations = renumber_citations(draft.text, shown, quotes=draft.quotes)
     timings["total"] = (time.perf_counter() - started) * 1000
+    common = dict(question=question, generator=draft.generator, adapter=draft.adapter, timings_ms=timings,
+                  passages=tuple(shown), note=draft.note)
     if not text.strip():
-        return Answer(question=question, text=NOT_FOUND, found=False, citations=(), generator=draft.generator,
-                      adapter=draft.adapter, timings_ms=timings, passages=tuple(passages))
-    return Answer(question=question, text=text, found=True, citations=tuple(citations), generator=draft.generator,
-                  adapter=draft.adapter, timings_ms=timings, passages=tuple(passages))
-
-
-def _streamed(generator: StreamingGenerator, question: str, passages: list[Passage],
-              on_text: Callable[[str], None]) -> Draft:
-    pieces = []
-    for piece in generator.stream(question, passages):
-        pieces.append(piece)
-        on_text(piece)
-    return Draft(text="".join(pieces), generator=generator.name, adapter=getattr(generator, "adapter", None))
+        return Answer(text=NOT_FOUND, found=False, citations=(), **common)
+    consulted = () if citations else tuple(_citation(n, p, _snippet(None, p)) for n, p in enumerate(shown, start=1))
+    return Answer(text=text, found=True, citations=tuple(citations), consulted=consulted, **common)
 
 
 def renumber_citations(

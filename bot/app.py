@@ -24,6 +24,10 @@ from bot.config import Settings
 from bot.credentials import SlackCredentials
 from bot.dedup import EventLedger
 from bot.generation import ExtractiveGenerator, Generator
+from bot.generation.adapters import AdapterChoice
+from bot.generation.fallback import WithFallback
+from bot.generation.server_errors import GenerationServerError
+from bot.generation.tgi import TGIGenerator, TGIOptions
 from bot.home import HomeFacts
 from bot.listeners import BotDeps, register_listeners
 from bot.redaction import install_redaction
@@ -43,6 +47,7 @@ from knowledge.stores.lancedb import LanceStore
 from knowledge.stores.weaviate import WeaviateOptions, WeaviateStore
 from training.database import default_database_url, open_engine
 from training.feedback import FeedbackStore
+from training.registry import AdapterRegistry
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +137,35 @@ class Services:
 
     @cached_property
     def generator(self) -> Generator:
-        return ExtractiveGenerator(embedder=self.embedder)
+        """The model at TGI_URL (quoting whenever it cannot answer), else quoting."""
+        extractive = ExtractiveGenerator(embedder=self.embedder)
+        if not self.settings.tgi_url:
+            return extractive
+        return WithFallback(primary=self.tgi, fallback=extractive)
+
+    @cached_property
+    def tgi(self) -> TGIGenerator:
+        s = self.settings
+        options = TGIOptions(
+            url=s.tgi_url or "", token=s.hf_token, connect_timeout_s=s.tgi_connect_timeout_s,
+            first_token_timeout_s=s.tgi_first_token_timeout_s, total_timeout_s=s.tgi_total_timeout_s,
+            retries=s.tgi_retries, max_answer_tokens=s.max_answer_tokens, temperature=s.temperature,
+            breaker_failures=s.tgi_breaker_failures, breaker_cooldown_s=s.tgi_breaker_cooldown_s,
+        )
+        adapters = AdapterChoice(configured=s.adapter, registry=AdapterRegistry(s.adapter_registry_dir),
+                                 per_channel=s.channel_adapters)
+        return TGIGenerator(options, adapters=adapters)
+
+    def check_generation_server(self) -> str:
+        """One line on the generation server, for start-up: what it serves, or why answers will quote."""
+        if not self.settings.tgi_url:
+            return "Answers quote the documents (extractive); set TGI_URL to have a model write them."
+        try:
+            info = self.tgi.check()
+        except GenerationServerError as e:
+            return f"warning: {e}. Answers quote the documents until it is back."
+        adapter = self.tgi.adapters.adapter_for(None)
+        return f"Answers are written by {info.describe()}; adapter: {adapter or 'none (base model)'}."
 
     @property
     def answer_deps(self) -> AnswerDeps:
@@ -276,4 +309,5 @@ def _home_facts(services: Services) -> HomeFacts:
         log.error("could not read feedback totals for the App Home", exc_info=True)
         stats = None
     return HomeFacts(documents=services.store.list_documents(None), stats=stats,
-                     generator=services.generator.name, adapter=None)
+                     generator=services.generator.name,
+                     adapter=services.tgi.adapters.adapter_for(None) if services.settings.tgi_url else None)

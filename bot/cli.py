@@ -385,6 +385,8 @@ def demo() -> None:
 
 def print_answer(answer: Answer, console: Console) -> None:
     """An answer and its numbered sources, laid out for a terminal."""
+    if answer.note:
+        console.print(f"[yellow]{escape(answer.note)}[/]")
     console.print(escape(answer.text))
     if answer.citations:
         console.print("\n[bold]Sources[/]")
@@ -392,6 +394,10 @@ def print_answer(answer: Answer, console: Console) -> None:
         console.print(f"  [bold][{c.n}][/] {escape(c.title)} [dim]({escape(c.source)})[/]")
         if not answer.already_quotes(c):
             console.print(f"      [italic]“{escape(c.snippet)}”[/]")
+    if answer.consulted:
+        console.print("\n[bold]Sources consulted[/] (the answer cites none of them)")
+    for c in answer.consulted:
+        console.print(f"  • {escape(c.title)} [dim]({escape(c.source)})[/]")
 
 
 def _print_ingest_report(report: IngestReport, *, as_json: bool) -> None:

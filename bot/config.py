@@ -49,6 +49,23 @@ class Settings(BaseSettings):
     weaviate_retries: int = Field(default=2, ge=0, le=10, validation_alias="LOREBOT_WEAVIATE_RETRIES")
     tgi_url: str | None = Field(default=None, validation_alias="TGI_URL")
     hf_token: str | None = Field(default=None, validation_alias="HF_TOKEN")
+    # Which LoRA adapter answers: this one if set ("base" for the base model), else the one the
+    # training registry has promoted; LOREBOT_CHANNEL_ADAPTERS ({"C0123": "name" or "base"}, JSON)
+    # overrides either for its channels.
+    adapter: str | None = Field(default=None, validation_alias="LOREBOT_ADAPTER")
+    channel_adapters: dict[str, str] = Field(default_factory=dict, validation_alias="LOREBOT_CHANNEL_ADAPTERS")
+    adapters_dir: Path | None = Field(default=None, validation_alias="LOREBOT_ADAPTERS_DIR")
+    # Bounded waits on the generation server; past them the answer quotes the documents instead.
+    tgi_connect_timeout_s: float = Field(default=3.0, gt=0, validation_alias="LOREBOT_TGI_CONNECT_TIMEOUT_S")
+    tgi_first_token_timeout_s: float = Field(default=20.0, gt=0, validation_alias="LOREBOT_TGI_FIRST_TOKEN_TIMEOUT_S")
+    tgi_total_timeout_s: float = Field(default=90.0, gt=0, validation_alias="LOREBOT_TGI_TOTAL_TIMEOUT_S")
+    # Retries of an overloaded (429) or briefly unavailable (503) server, with exponential backoff.
+    tgi_retries: int = Field(default=2, ge=0, le=10, validation_alias="LOREBOT_TGI_RETRIES")
+    # After this many failures in a row the server is left alone for the cooldown (answers quote).
+    tgi_breaker_failures: int = Field(default=3, ge=1, validation_alias="LOREBOT_TGI_BREAKER_FAILURES")
+    tgi_breaker_cooldown_s: float = Field(default=30.0, gt=0, validation_alias="LOREBOT_TGI_BREAKER_COOLDOWN_S")
+    max_answer_tokens: int = Field(default=512, ge=16, le=8192, validation_alias="LOREBOT_MAX_ANSWER_TOKENS")
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0, validation_alias="LOREBOT_TEMPERATURE")
 
     embedding_model: str = Field(
         default=DEFAULT_EMBEDDING_MODEL, validation_alias="LOREBOT_EMBEDDING_MODEL"
@@ -105,6 +122,10 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+    @property
+    def adapter_registry_dir(self) -> Path:
+        return self.adapters_dir or self.data_dir / "adapters"
 
     @property
     def secrets(self) -> list[str]:

@@ -36,8 +36,11 @@ def home_view(facts: HomeFacts) -> dict:
         s = facts.stats
         feedback = (f"*Feedback:* {s.interactions} answer{'s' if s.interactions != 1 else ''} given, "
                     f":+1: {s.upvotes}, :-1: {s.downvotes}.")
-    model = f"*Answers written by:* {facts.generator}" + (
-        f" with adapter `{facts.adapter}`" if facts.adapter else " (quoting the documents; no fine-tuned adapter yet)")
+    if facts.generator == "extractive":
+        model = "*Answers written by:* quoting the documents (no language model configured)."
+    else:
+        model = f"*Answers written by:* the {facts.generator} model" + (
+            f" with adapter `{escape(facts.adapter)}`" if facts.adapter else " (base model; no fine-tuned adapter yet)")
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": "lorebot", "emoji": True}},
         section(HELP),

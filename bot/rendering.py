@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.answering import Answer, shorten
+from bot.answering import Answer, Citation, shorten
 
 MAX_SECTION_CHARS = 3_000
 MAX_BLOCKS = 50
@@ -86,6 +86,8 @@ def answer_messages(
     ``heading`` is mrkdwn shown above the answer (who asked what, once shared).
     """
     body = [section(piece) for piece in split_text(to_mrkdwn(answer.text), MAX_SECTION_CHARS)]
+    if answer.note:
+        body.insert(0, {"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{escape(answer.note)}_"}]})
     if heading:
         body.insert(0, section(heading[:MAX_SECTION_CHARS]))
     tail = _sources(answer) + [_buttons(interaction_id, shareable=shareable)]
@@ -122,15 +124,21 @@ def section(text: str) -> dict:
 
 
 def _sources(answer: Answer) -> list[dict]:
-    if not answer.citations:
-        return []
-    blocks: list[dict] = [{"type": "divider"}, section("*Sources*")]
-    for c in answer.citations:
-        title = escape(c.title)
-        link = f"<{c.source}|{title}>" if c.source.startswith(("http://", "https://")) else f"{title} ({escape(c.source)})"
-        snippet = escape(shorten(c.snippet, SOURCE_QUOTE_CHARS))
-        blocks.append(section(f"*[{c.n}]* {link}\n> {snippet}"[:MAX_SECTION_CHARS]))
-    return blocks
+    if answer.citations:
+        return [{"type": "divider"}, section("*Sources*"),
+                *(_source(f"*[{c.n}]* ", c) for c in answer.citations)]
+    if answer.consulted:
+        # The model cited nothing: show what it was given, without claiming any of it backs the answer.
+        return [{"type": "divider"}, section("*Sources consulted* (the answer cites none of them)"),
+                *(_source("• ", c) for c in answer.consulted)]
+    return []
+
+
+def _source(label: str, c: Citation) -> dict:
+    title = escape(c.title)
+    link = f"<{c.source}|{title}>" if c.source.startswith(("http://", "https://")) else f"{title} ({escape(c.source)})"
+    snippet = escape(shorten(c.snippet, SOURCE_QUOTE_CHARS))
+    return section(f"{label}{link}\n> {snippet}"[:MAX_SECTION_CHARS])
 
 
 def _buttons(interaction_id: str, *, shareable: bool) -> dict:

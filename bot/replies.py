@@ -14,6 +14,7 @@ from slack_sdk.web.chat_stream import ChatStream
 
 from bot.answering import Answer, AnswerDeps, answer_question
 from bot.apologies import apology_for
+from bot.generation import Turn
 from bot.rendering import MAX_SECTION_CHARS, SlackMessage, answer_messages, split_text, to_mrkdwn
 from bot.slack_text import plain_text
 from bot.threads import read_thread, standalone_question
@@ -81,8 +82,9 @@ def answer_in_thread(ask: Ask, deps: ReplyDeps, progress: ThreadProgress | None 
         if not words:
             progress.deliver([SlackMessage(text=HOW_TO, blocks=[])])
             return None
-        answer = answer_question(_standalone(ask, words, deps), Audience.for_conversation(ask.channel_id),
-                                 deps.answering, on_text=progress.stream)
+        question, history = _in_context(ask, words, deps)
+        answer = answer_question(question, Audience.for_conversation(ask.channel_id), deps.answering,
+                                 on_text=progress.stream, history=history)
         interaction = interaction_for(ask, words, answer)
         record_interaction(deps.feedback, interaction)
         posted = progress.deliver(answer_messages(answer, interaction_id=interaction.interaction_id))
@@ -94,13 +96,15 @@ def answer_in_thread(ask: Ask, deps: ReplyDeps, progress: ThreadProgress | None 
     return interaction.interaction_id
 
 
-def _standalone(ask: Ask, words: str, deps: ReplyDeps) -> str:
+def _in_context(ask: Ask, words: str, deps: ReplyDeps) -> tuple[str, tuple[Turn, ...]]:
+    """The question as a search needs it (standalone), and the thread's earlier turns for a model."""
     if not ask.in_existing_thread:
-        return words
+        return words, ()
     earlier = read_thread(deps.client, channel=ask.channel_id, thread_ts=ask.thread_ts, before_ts=ask.ts,
                           bot_user_id=deps.bot_user_id, max_messages=deps.thread_messages,
                           max_chars=deps.thread_chars)
-    return standalone_question(words, earlier)
+    history = tuple(Turn(role="assistant" if m.from_bot else "user", text=m.text) for m in earlier)
+    return standalone_question(words, earlier), history
 
 
 def interaction_for(ask: Ask, words: str, answer: Answer) -> Interaction:
@@ -164,6 +168,7 @@ class ThreadProgress:
         self._timer: threading.Timer | None = None
         self._streamer: ChatStream | None = None
         self._streamed = ""  # the text written so far, for the chat.update fallback
+        self._unsent = ""  # streamed text not yet sent to Slack
         self._last_update = 0.0
 
     def stream(self, piece: str) -> None:
@@ -178,14 +183,23 @@ class ThreadProgress:
             self._show_streamed_text()
 
     def _stream_append(self, piece: str) -> bool:
-        """Append through the streaming API; False (and never again) once Slack refuses it."""
+        """Append through the streaming API; False (and never again) once Slack refuses it.
+
+        The first piece goes out at once (the asker sees the answer begin); later ones are sent a
+        few words at a time, which keeps within Slack's rate limits.
+        """
+        self._unsent += piece
+        if self._streamer is not None and len(self._unsent) < STREAM_BUFFER_CHARS:
+            return True
         try:
             if self._streamer is None:
                 user, team = self.recipient or (None, None)
+                # buffer_size=1: lorebot decides when to send (above), ChatStream sends what it gets.
                 self._streamer = self.client.chat_stream(channel=self.channel, thread_ts=self.thread_ts,
                                                          recipient_user_id=user, recipient_team_id=team,
-                                                         buffer_size=STREAM_BUFFER_CHARS)
-            self._streamer.append(markdown_text=piece)
+                                                         buffer_size=1)
+            self._streamer.append(markdown_text=self._unsent)
+            self._unsent = ""
             return True
         except SlackApiError as e:
             log.info("streaming refused in %s (%s): updating a message instead", self.channel,

@@ -59,6 +59,7 @@ def _slack_bot(settings: Settings, credentials: SlackCredentials, console: Conso
         where = f"Weaviate at {settings.weaviate_url}" if settings.weaviate_url else "the index"
         console.print(f"Checking the Slack token, loading the embedding model and {where}…")
         bot = build_slack_bot(services, credentials)  # checks the token first, then loads the model
+        console.print(services.check_generation_server())
         try:
             yield bot
         finally:

@@ -40,6 +40,13 @@ def _no_ambient_weaviate(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_generation_server(monkeypatch):
+    """Likewise TGI_URL and the adapter settings: a test that wants a model server starts a fake one."""
+    for name in ("TGI_URL", "HF_TOKEN", "LOREBOT_ADAPTER", "LOREBOT_CHANNEL_ADAPTERS", "LOREBOT_ADAPTERS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def hashing_embedder() -> HashingEmbedder:
     return HashingEmbedder()

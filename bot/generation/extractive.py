@@ -1,53 +1,24 @@
-"""Writing the answer from retrieved passages, behind one interface.
-
-The default generator is extractive: it quotes the passages' most relevant sentences, each with its
-``[n]`` citation, and says plainly that it is quoting. It needs no generation server and can never
-state anything the documents do not say. (A TGI-backed generator arrives behind the same interface.)
+"""The extractive generator, lorebot's default: it quotes the passages' most relevant sentences,
+each with its ``[n]`` citation, and says plainly that it is quoting. It needs no generation server
+and can never state anything the documents do not say.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
+from bot.generation.base import Draft, GenerationRequest
 from knowledge.chunking import TABLE_RULE
 from knowledge.embedding import Embedder
-from knowledge.types import Passage
 
 QUOTED_LABEL = "Quoted from the documents:"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _EMPHASIS = re.compile(r"\*\*|__|`")
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A generator's output: the answer text (Markdown, with ``[n]`` markers into ``passages``)."""
-
-    text: str
-    generator: str
-    adapter: str | None = None
-    # What was quoted from each passage (1-based, as cited), for the sources' snippets.
-    quotes: dict[int, list[str]] = field(default_factory=dict)
-
-
-class Generator(Protocol):
-    name: str
-
-    def generate(self, question: str, passages: list[Passage], *, question_vector: np.ndarray | None = None) -> Draft:
-        """An answer from these passages; ``question_vector`` is the question's embedding if known."""
-
-
-@runtime_checkable
-class StreamingGenerator(Generator, Protocol):
-    """A generator that can hand its answer over piece by piece as it writes it (a model server)."""
-
-    def stream(self, question: str, passages: list[Passage]) -> Iterator[str]:
-        """The answer's text in pieces; joined, they are the answer (Markdown with ``[n]`` markers)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +94,9 @@ class ExtractiveGenerator:
     relative_floor: float = 0.8
     name: str = "extractive"
 
-    def generate(self, question: str, passages: list[Passage], *, question_vector: np.ndarray | None = None) -> Draft:
+    def generate(self, request: GenerationRequest, *, on_text: Callable[[str], None] | None = None) -> Draft:
+        """Quotes, not streamed: the finished answer is shown at once (``on_text`` is not called)."""
+        question, passages, question_vector = request.question, request.passages, request.question_vector
         candidates = [
             (n, order, unit)
             for n, passage in enumerate(passages[: self.passages_considered], start=1)

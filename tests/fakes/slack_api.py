@@ -254,7 +254,7 @@ def _decode_cursor(cursor: Any) -> int:
     raise SlackError("invalid_cursor")
 
 
-def _stream_text(params: dict[str, Any]) -> str:
+def stream_text(params: dict[str, Any]) -> str:
     """The markdown a streaming call adds: ``markdown_text`` plus any ``markdown_text`` chunks."""
     chunks = params.get("chunks") or []
     pieces = [c.get("text", "") for c in chunks if isinstance(c, dict) and c.get("type") == "markdown_text"]
@@ -542,7 +542,7 @@ class Workspace:
     def start_stream(self, params: dict[str, Any]) -> dict:
         channel, thread_ts = _require(params, "channel"), _require(params, "thread_ts")
         message = self.bot_message({"thread_ts": thread_ts}, ts=next_ts())
-        message["text"] = _stream_text(params)
+        message["text"] = stream_text(params)
         with self._lock:
             self.store(channel, message)
             self._streaming.add((channel, message["ts"]))
@@ -551,7 +551,7 @@ class Workspace:
     def append_stream(self, params: dict[str, Any]) -> dict:
         channel, ts = _require(params, "channel"), _require(params, "ts")
         with self._lock:
-            self._streaming_message(channel, ts)["text"] += _stream_text(params)
+            self._streaming_message(channel, ts)["text"] += stream_text(params)
         return {"ok": True, "channel": channel, "ts": ts}
 
     def stop_stream(self, params: dict[str, Any]) -> dict:
@@ -559,7 +559,7 @@ class Workspace:
         check_message(params)
         with self._lock:
             message = self._streaming_message(channel, ts)
-            message["text"] += _stream_text(params)
+            message["text"] += stream_text(params)
             for name in ("blocks", "metadata"):
                 if params.get(name) is not None:
                     message[name] = params[name]

@@ -12,10 +12,14 @@ from bot.credentials import slack_credentials
 from bot.server import EVENTS_PATH, SlackHTTPServer
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_requests import SlackSender
+from tests.fakes.tgi_server import FakeTGI
 
 SIGNING_SECRET = "8f742231b10e8888abcd99aaabbb85a5"
 BOT_TOKEN = "xoxb-1234567890-0987654321-Zr4nd0mT0k3n"
 BOT_USER = "U0LOREBOT"
+# Generation-server timeouts for tests: a fault shows within a second, not the production minute.
+FAST_GENERATION = dict(tgi_connect_timeout_s=1.0, tgi_first_token_timeout_s=1.0, tgi_total_timeout_s=5.0,
+                       tgi_breaker_cooldown_s=30.0)
 
 
 @dataclass
@@ -77,5 +81,21 @@ def stop_bot(running: RunningBot) -> None:
 def lorebot(slack, handbook_data_dir, real_embedder, tmp_path):
     """lorebot answering from the bundled handbook (scoped as in the demo) with default settings."""
     running = start_bot(slack, handbook_data_dir, real_embedder, tmp_path)
+    yield running
+    stop_bot(running)
+
+
+@pytest.fixture
+def tgi():
+    """A fake TGI server serving the base model and the adapter ``lorebot-v1``."""
+    with FakeTGI(adapters=("lorebot-v1",)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def model_bot(slack, tgi, handbook_data_dir, real_embedder, tmp_path):
+    """lorebot with TGI_URL pointing at the fake TGI (short timeouts, quick retries)."""
+    running = start_bot(slack, handbook_data_dir, real_embedder, tmp_path, tgi_url=tgi.url,
+                        adapters_dir=tmp_path / "adapters", **FAST_GENERATION)
     yield running
     stop_bot(running)

@@ -9,7 +9,6 @@ from typer.testing import CliRunner
 
 from bot.apologies import TRY_AGAIN
 from bot.cli import app as cli
-from bot.generation import Draft
 from bot.rendering import MAX_BLOCKS, MAX_SECTION_CHARS
 from knowledge.access import Scope
 from tests.fakes.slack_api import FakeSlackAPI
@@ -44,30 +43,26 @@ def test_a_broken_index_gets_an_apology_in_the_thread_not_silence(slack, real_em
         assert leak not in apology.params["text"]
 
 
-class LongWindedModel:
-    """Stands in for a generative model that writes far more than one Slack message holds."""
-
-    name = "long-winded"
-
-    def generate(self, question, passages, *, question_vector=None) -> Draft:
-        paragraph = "The on-call rotation has many rules worth knowing in detail [1]. " * 40
-        return Draft(text="\n\n".join(f"## Part {i}\n{paragraph}" for i in range(12)), generator=self.name)
-
-
-def test_a_very_long_answer_continues_in_further_messages_all_accepted(lorebot):
-    lorebot.services.__dict__["generator"] = LongWindedModel()
-    lorebot.bot.deps.replies.answering.generator = lorebot.services.generator
-    event = mention(lorebot, ON_CALL, channel="C0ENGINEER")
-    lorebot.finish()
-    posts = lorebot.slack.calls("chat.postMessage")
-    assert len(posts) >= 3 and not any(p.failed for p in posts)  # the fake enforces Slack's limits
-    assert all(p.params["thread_ts"] == event["ts"] for p in posts)
-    for post in posts:
-        blocks = post.params["blocks"]
+def test_a_very_long_answer_continues_in_further_messages_all_accepted(slack, tgi, handbook_data_dir, real_embedder,
+                                                                        tmp_path):
+    paragraph = "The on-call rotation has many rules worth knowing in detail [1]. " * 40
+    tgi.reply("\n\n".join(f"## Part {i}\n{paragraph}" for i in range(12)))
+    tgi.max_total_tokens = 16_384  # room for an answer this long
+    lorebot = start_bot(slack, handbook_data_dir, real_embedder, tmp_path, tgi_url=tgi.url, max_answer_tokens=8192)
+    try:
+        event = mention(lorebot, ON_CALL, channel="C0ENGINEER")
+        lorebot.finish()
+    finally:
+        stop_bot(lorebot)
+    assert not any(c.failed for c in slack.calls())  # the fake enforces Slack's limits
+    messages = [m for m in slack.messages("C0ENGINEER", thread_ts=event["ts"]) if m["ts"] != event["ts"]]
+    assert len(messages) >= 3
+    for message in messages:
+        blocks = message["blocks"]
         assert len(blocks) <= MAX_BLOCKS
         assert all(len(b["text"]["text"]) <= MAX_SECTION_CHARS for b in blocks if "text" in b)
-    assert "*Sources*" in texts(posts[-1].params) and "*Sources*" not in texts(posts[0].params)
-    assert "Part 11" in "".join(texts(p.params) for p in posts)
+    assert "*Sources*" in texts(messages[-1]) and "*Sources*" not in texts(messages[0])
+    assert "Part 11" in "".join(texts(m) for m in messages)
 
 
 def test_tokens_never_reach_the_logs(lorebot, caplog):
