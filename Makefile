@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python benchmarks/ingest_throughput.py
 	$(BIN)/python benchmarks/ask_memory.py
 	$(BIN)/python benchmarks/slack_mentions.py
+	$(BIN)/python benchmarks/first_token.py
 
 clean:
 	rm -rf $(VENV) .lorebot .pytest_cache

@@ -245,9 +245,11 @@ class Rig:
     start_s: float
 
 
-def start(slack: FakeSlackAPI, data_dir: Path, workers: int | None) -> Rig:
-    """Ingest the handbook with its scopes, then start the bot as tests/scenarios/conftest.py does."""
-    overrides = {} if workers is None else {"answer_workers": workers}
+def start(slack: FakeSlackAPI, data_dir: Path, workers: int | None, **extra: object) -> Rig:
+    """Ingest the handbook with its scopes, then start the bot as tests/scenarios/conftest.py does.
+
+    ``extra`` are further ``load_settings`` fields by name (first_token.py adds ``tgi_url``)."""
+    overrides = dict(extra) if workers is None else {**extra, "answer_workers": workers}
     settings = load_settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir}/lorebot.db",
                              slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET,
                              slack_api_url=slack.url, **overrides)
