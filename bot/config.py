@@ -108,6 +108,13 @@ class Settings(BaseSettings):
     def _api_url_ends_with_slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
 
+    @field_validator("tgi_url")
+    @classmethod
+    def _tgi_url_is_http(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s):// URL of the generation server, e.g. http://gpu-box:8081 (got {value!r})")
+        return value.rstrip("/") if value else None
+
     @model_validator(mode="after")
     def _overlap_fits_the_chunk(self) -> Settings:
         # The chunker's own rule, checked here so the message names the settings (and every

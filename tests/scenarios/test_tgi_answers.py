@@ -129,3 +129,11 @@ def test_start_up_says_what_the_server_serves_or_why_answers_will_quote(slack, t
         assert line.startswith("warning: cannot reach the generation server") and "quote the documents" in line
     finally:
         stop_bot(running)
+
+
+def test_a_tgi_url_without_a_scheme_is_a_configuration_error_naming_it(handbook_data_dir, monkeypatch):
+    monkeypatch.setenv("LOREBOT_DATA_DIR", str(handbook_data_dir))
+    monkeypatch.setenv("TGI_URL", "gpu-box:8081")
+    result = CliRunner().invoke(cli, ["ask", ON_CALL, "--channel", "C0ENGINEER"])
+    assert result.exit_code != 0
+    assert "TGI_URL" in result.output and "http(s)://" in result.output and "Traceback" not in result.output
