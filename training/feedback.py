@@ -29,10 +29,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    case,
     delete,
     distinct,
     func,
+    null,
     select,
+    true,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -108,6 +112,42 @@ class FeedbackStats:
     def as_json(self) -> dict[str, int]:
         """The totals as a JSON-ready dict."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class TalliedInteraction:
+    """An interaction's vote totals (each person's latest vote; retracted votes gone), with the
+    interaction itself when the reader asked for it."""
+
+    interaction_id: str
+    created_at: datetime
+    upvotes: int
+    downvotes: int
+    interaction: Interaction | None = None
+
+    @property
+    def net_votes(self) -> int:
+        """Upvotes minus downvotes."""
+        return self.upvotes - self.downvotes
+
+
+@dataclass(frozen=True)
+class LinkedMessage:
+    """A Slack message that shows an answer."""
+
+    channel_id: str
+    ts: str
+    interaction_id: str
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One person's current vote on an answer: UP or DOWN, how it came, and its Slack event time."""
+
+    user_id: str
+    value: int
+    via: str
+    at: float
 
 
 metadata = MetaData()
@@ -215,12 +255,15 @@ class FeedbackStore:
         with reporting_outages(self.engine), self.engine.connect() as connection:
             return connection.execute(query).first() is not None
 
-    def cast_vote(self, interaction_id: str, *, user_id: str, value: int, via: str, at: float) -> bool:
+    def cast_vote(self, interaction_id: str, *, user_id: str, value: int, via: str, at: float,
+                  replacing: tuple[str, ...] = VOTE_CHANNELS) -> bool:
         """Record ``user_id``'s vote (UP or DOWN) on an answer, replacing their earlier one.
 
         ``at`` is the Slack event time: a vote older than the one stored is ignored, so a late or
-        retried event cannot undo a newer choice. Returns whether the vote was stored (False for a
-        stale vote or an unknown interaction). Raises ValueError for a bad ``value`` or ``via``.
+        retried event cannot undo a newer choice. ``replacing`` limits which stored votes it may
+        replace, by how they came (reconciling reactions never overwrites a button click). Returns
+        whether the vote was stored (False for a stale vote, one it may not replace, or an unknown
+        interaction). Raises ValueError for a bad ``value`` or ``via``.
         """
         _check_vote(value, user_id)
         if via not in VOTE_CHANNELS:
@@ -231,7 +274,7 @@ class FeedbackStore:
         statement = statement.on_conflict_do_update(
             index_elements=["interaction_id", "user_id"],
             set_={column: statement.excluded[column] for column in ("value", "via", "at")},
-            where=votes.c.at <= statement.excluded.at,
+            where=and_(votes.c.at <= statement.excluded.at, votes.c.via.in_(replacing)),
         )
         try:
             with reporting_outages(self.engine), self.engine.begin() as connection:
@@ -243,10 +286,12 @@ class FeedbackStore:
             # recorded (another bot's message, or one from before the store existed).
             return False
 
-    def retract_vote(self, interaction_id: str, *, user_id: str, value: int, at: float) -> bool:
+    def retract_vote(self, interaction_id: str, *, user_id: str, value: int, at: float,
+                     via: str | None = None) -> bool:
         """Take back ``user_id``'s vote of ``value`` (a removed reaction), unless it has since changed.
 
-        A 👍 removed after a later 👎 button click leaves the 👎 alone. Returns whether a vote was removed.
+        A 👍 removed after a later 👎 button click leaves the 👎 alone. With ``via``, only a vote
+        that came that way is taken back. Returns whether a vote was removed.
         """
         _check_vote(value, user_id)
         statement = delete(votes).where(
@@ -254,9 +299,29 @@ class FeedbackStore:
             votes.c.user_id == user_id,
             votes.c.value == value,
             votes.c.at <= at,
+            *([votes.c.via == via] if via is not None else []),
         )
         with reporting_outages(self.engine), self.engine.begin() as connection:
             return connection.execute(statement).rowcount > 0
+
+    def linked_messages(self, *, since: datetime) -> list[LinkedMessage]:
+        """The Slack messages showing answers given at or after ``since``, oldest answer first."""
+        query = (
+            select(messages.c.channel_id, messages.c.ts, messages.c.interaction_id)
+            .join(interactions, interactions.c.interaction_id == messages.c.interaction_id)
+            .where(interactions.c.created_at >= _utc(since))
+            .order_by(interactions.c.created_at, messages.c.interaction_id, messages.c.ts)
+        )
+        with reporting_outages(self.engine), self.engine.connect() as connection:
+            return [LinkedMessage(*row) for row in connection.execute(query)]
+
+    def votes_on(self, interaction_id: str) -> dict[str, Vote]:
+        """Each person's current vote on an answer, by user ID."""
+        query = select(votes.c.user_id, votes.c.value, votes.c.via, votes.c.at).where(
+            votes.c.interaction_id == interaction_id
+        )
+        with reporting_outages(self.engine), self.engine.connect() as connection:
+            return {row.user_id: Vote(*row) for row in connection.execute(query)}
 
     def stats(self) -> FeedbackStats:
         """How many answers were recorded, the votes on them, and how many people voted."""
@@ -291,6 +356,66 @@ class FeedbackStore:
                 record = _interaction_from_row(joined[0]).as_json()
                 record["votes"] = [_vote_from_row(row) for row in joined if row["vote_user_id"] is not None]
                 yield record
+
+    def tallied_interactions(
+        self, *, since: datetime | None = None, min_upvotes: int | None = None, min_net_votes: int | None = None,
+        batch_size: int = 500,
+    ) -> Iterator[TalliedInteraction]:
+        """Every interaction, oldest first, with its vote totals: one grouped query, streamed in batches.
+
+        One query, so the totals add up even while people vote; streamed, so a large store never
+        sits in memory at once. Only interactions created at/after ``since`` with at least
+        ``min_upvotes`` upvotes and a net (up − down) of at least ``min_net_votes`` come with the full
+        :class:`Interaction`; the others bring their totals alone (``interaction`` is None), and
+        their text and passages are never read (each condition left as None is no condition).
+        """
+        up, down = func.coalesce(_tallies.c.up, 0), func.coalesce(_tallies.c.down, 0)
+        conditions = []
+        if since is not None:
+            conditions.append(interactions.c.created_at >= _utc(since))
+        if min_upvotes is not None:
+            conditions.append(up >= min_upvotes)
+        if min_net_votes is not None:
+            conditions.append(up - down >= min_net_votes)
+        wanted = and_(true(), *conditions)
+        light = ("interaction_id", "created_at", "channel_id", "user_id", "surface", "found", "generator")
+        query = (
+            select(
+                *(interactions.c[name] for name in light),
+                *(case((wanted, column), else_=null()).label(column.name)
+                  for column in interactions.columns if column.name not in light),
+                up.label("upvotes"),
+                down.label("downvotes"),
+                case((wanted, 1), else_=0).label("wanted"),
+            )
+            .outerjoin(_tallies, _tallies.c.interaction_id == interactions.c.interaction_id)
+            .order_by(interactions.c.created_at, interactions.c.interaction_id)
+        )
+        with reporting_outages(self.engine), self.engine.connect() as connection:
+            if self.engine.dialect.name == "postgresql":
+                # Through a cursor PostgreSQL plans for the first rows, and may then rescan the vote
+                # totals once per interaction; every row is read, so plan for all of them.
+                connection.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
+            for row in connection.execution_options(yield_per=batch_size).execute(query).mappings():
+                yield TalliedInteraction(
+                    interaction_id=row["interaction_id"],
+                    created_at=_utc(row["created_at"]),
+                    upvotes=int(row["upvotes"]),
+                    downvotes=int(row["downvotes"]),
+                    interaction=_interaction_from_row(row) if row["wanted"] else None,
+                )
+
+
+# Each person's vote counts once (the table's key), so counting rows is counting people.
+_tallies = (
+    select(
+        votes.c.interaction_id,
+        func.count().filter(votes.c.value == UP).label("up"),
+        func.count().filter(votes.c.value == DOWN).label("down"),
+    )
+    .group_by(votes.c.interaction_id)
+    .subquery("tallies")
+)
 
 
 def _check_vote(value: int, user_id: str) -> None:
