@@ -21,7 +21,7 @@ demo: install
 	$(BIN)/lorebot demo
 
 test: install
-	$(BIN)/python -m pytest --doctest-modules knowledge bot tests
+	$(BIN)/python -m pytest --doctest-modules knowledge bot training tests
 
 bench: install
 	$(BIN)/python benchmarks/retrieval_quality.py
@@ -30,6 +30,7 @@ bench: install
 	$(BIN)/python benchmarks/ask_memory.py
 	$(BIN)/python benchmarks/slack_mentions.py
 	$(BIN)/python benchmarks/first_token.py
+	$(BIN)/python benchmarks/lora_training.py
 
 clean:
 	rm -rf $(VENV) .lorebot .pytest_cache

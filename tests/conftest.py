@@ -161,3 +161,24 @@ def open_database(database_url):
     yield open_one
     for engine in engines:
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def one_torch_thread():
+    """Models this small gain nothing from a second thread, and two threads on a busy two-core
+    machine wait for each other (ten times slower): one thread while training tests run."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, one_torch_thread):
+    """A tiny random-weight Llama with a tokenizer trained in the test (tests/training/tiny_model.py):
+    the base model's folder, loaded with local_files_only as a real one would be."""
+    from tests.training.tiny_model import build_tiny_model
+
+    return str(build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), seed=0))
