@@ -418,6 +418,7 @@ class Workspace:
             "conversations.members": self.conversation_members,
             "users.info": self.user_info,
             "reactions.add": self.add_reaction,
+            "reactions.get": self.get_reactions,
             "views.publish": self.publish_view,
         }
 
@@ -620,6 +621,31 @@ class Workspace:
                 _add_reaction(message, name, self.identity.bot_user_id)
         return {"ok": True}
 
+    def get_reactions(self, params: dict[str, Any]) -> dict:
+        """A message and its reactions. Without ``full`` Slack may cut long ``users`` lists short
+        (``count`` stays exact); the fake cuts them at 5 so code that needs them all must ask."""
+        channel, ts = _require(params, "channel"), _require(params, "timestamp")
+        with self._lock:
+            message = self.find(channel, ts)
+            if message is None:
+                raise SlackError("message_not_found")
+            message = copy.deepcopy(message)
+        if str(params.get("full", "")).lower() not in ("1", "true"):
+            for reaction in message.get("reactions", []):
+                reaction["users"] = reaction["users"][:5]
+        return {"ok": True, "type": "message", "channel": channel, "message": message}
+
+    def react(self, channel: str, ts: str, name: str, user: str, *, added: bool) -> None:
+        """A person adds (or removes) a reaction, as Slack records it whether or not an event follows."""
+        with self._lock:
+            message = self.find(channel, ts)
+            if message is None:
+                raise SlackError("message_not_found")
+            if added:
+                _add_reaction(message, name, user)
+            else:
+                _remove_reaction(message, name, user)
+
     def publish_view(self, params: dict[str, Any]) -> dict:
         user, view = _require(params, "user_id"), _require(params, "view")
         if not isinstance(view, dict):
@@ -668,6 +694,19 @@ def _add_reaction(message: dict, name: str, user: str) -> None:
     else:
         reaction["users"].append(user)
         reaction["count"] += 1
+
+
+def _remove_reaction(message: dict, name: str, user: str) -> None:
+    reactions = message.get("reactions", [])
+    reaction = next((r for r in reactions if r["name"] == name and user in r["users"]), None)
+    if reaction is None:
+        raise SlackError("no_reaction")
+    reaction["users"].remove(user)
+    reaction["count"] -= 1
+    if not reaction["count"]:
+        reactions.remove(reaction)
+    if not reactions:
+        message.pop("reactions", None)
 
 
 # --------------------------------------------------------------------------- WebSocket (Socket Mode)
@@ -962,6 +1001,11 @@ class FakeSlackAPI:
     def home_view(self, user_id: str) -> dict | None:
         """The App Home view last published for a user (``views.publish``), or None."""
         return self.workspace.home_view(user_id)
+
+    def react(self, channel: str, ts: str, name: str, *, user: str = "U0ASKER", added: bool = True) -> None:
+        """Someone adds (``added=False``: removes) a reaction on a stored message, as Slack records
+        it; no event is sent (a test sends one itself, or plays a missed event)."""
+        self.workspace.react(channel, ts, name, user, added=added)
 
     # ---- faults
 

@@ -1,0 +1,121 @@
+"""The scheduler's jobs: when each runs (:func:`job_specs`) and the functions it runs.
+
+The job store keeps only a function's name (``"bot.jobs:export_dataset"``), so each function
+builds what it needs from settings, every run, and closes it after; none takes arguments. Each
+returns an :class:`~training.jobs_log.Outcome` for the job log (``lorebot feedback stats``, the
+App Home); an exception is recorded as a failed run and the scheduler carries on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+
+from slack_sdk.errors import SlackApiError
+
+from bot.app import Services, build_services, slack_client
+from bot.config import Settings, Source, load_settings
+from knowledge.access import Scope
+from training.jobs_log import Outcome, failed, ok, skipped
+from training.schedule import JobSpec, crontab_fields
+
+HOUR = 3600
+
+
+def job_specs(settings: Settings) -> list[JobSpec]:
+    """The four jobs, scheduled as the settings say (UTC). All are exclusive: with two scheduler
+    processes on one database, each run happens in one of them."""
+    return [
+        JobSpec("reconcile", "bot.jobs:reconcile_votes", "interval", {"minutes": settings.reconcile_every_minutes},
+                exclusive=True, misfire_grace_s=_half(settings.reconcile_every_minutes),
+                description="Reconcile votes with Slack's reactions"),
+        JobSpec("export", "bot.jobs:export_dataset", "cron", crontab_fields(settings.export_schedule),
+                exclusive=True, misfire_grace_s=6 * HOUR, description="Export the training dataset"),
+        JobSpec("train", "bot.jobs:train_if_enough", "cron", crontab_fields(settings.train_schedule),
+                exclusive=True, misfire_grace_s=24 * HOUR, description="Train an adapter when enough is new"),
+        JobSpec("reingest", "bot.jobs:reingest_sources", "interval", {"minutes": settings.reingest_every_minutes},
+                exclusive=True, misfire_grace_s=_half(settings.reingest_every_minutes),
+                description="Re-ingest the configured sources"),
+    ]
+
+
+def reconcile_votes() -> Outcome:
+    """Cast and retract reaction votes that Slack's events missed, on answers of the last days."""
+    from bot import reconcile
+
+    settings = load_settings()
+    if not settings.slack_bot_token:
+        return skipped("SLACK_BOT_TOKEN is not set: there is no Slack to ask")
+    since = datetime.now(timezone.utc) - timedelta(days=settings.reconcile_window_days)
+    with _services(settings) as services:
+        client = slack_client(settings, settings.slack_bot_token)
+        try:
+            report = reconcile.reconcile_votes(client, services.feedback, since=since)
+        except SlackApiError as e:
+            return failed(f"Slack answered {e.response.get('error') or e.response.status_code}")
+    return ok(report.summary()) if report.complete else failed(report.summary())
+
+
+def export_dataset() -> Outcome:
+    """Write today's dataset of eligible 👍 answers (train and held-out splits) for inspection."""
+    from training.dataset import build_dataset
+
+    with _services() as services:
+        target = services.settings.data_dir / "training" / "datasets" / "latest"
+        summary = build_dataset(services.feedback, target, services.training_plan().dataset).as_json()
+    return ok(f"{summary['eligible']} eligible answers: {summary['train']} to train on, "
+              f"{summary['heldout']} held out, in {summary['path']}")
+
+
+# How a training run's outcome reads in the job log.
+_TRAINING_OUTCOMES = {"skipped": skipped, "refused": ok, "promoted": ok, "promotion_failed": failed}
+
+
+def train_if_enough() -> Outcome:
+    """Train, evaluate and maybe promote an adapter, if enough eligible examples are new since
+    the last one (``LOREBOT_TRAIN_MIN_NEW_EXAMPLES``); otherwise a skipped run that says how many."""
+    from training.pipeline import run_training
+
+    with _services() as services:
+        result = run_training(services.feedback, services.registry, services.training_plan(),
+                              work_dir=services.settings.data_dir / "training", progress=False)
+    detail = result.detail if result.outcome != "refused" else f"{result.version} not promoted: {result.detail}"
+    return _TRAINING_OUTCOMES.get(result.outcome, failed)(detail)
+
+
+def reingest_sources() -> Outcome:
+    """Ingest every configured source again (unchanged files cost nothing) and remove documents
+    whose files are gone."""
+    settings = load_settings()
+    if not settings.sources:
+        return skipped("no sources configured (LOREBOT_SOURCES)")
+    lines, failures = [], []
+    with _services(settings) as services:
+        for source in settings.sources:
+            report = services.ingestor.ingest_paths([source.path], scope=source_scope(source),
+                                                    source_url=source.source_url, prune=True)
+            lines.append(f"{source.path}: {report.summary()}")
+            failures += [f"{path}: {reason}" for path, reason in report.failed]
+    if failures:
+        return failed(f"{len(failures)} file{'s' if len(failures) != 1 else ''} failed, first {failures[0]}; "
+                      + "; ".join(lines))
+    return ok("; ".join(lines))
+
+
+def source_scope(source: Source) -> Scope:
+    return Scope.public() if source.public else Scope.channels(source.channels)
+
+
+@contextmanager
+def _services(settings: Settings | None = None) -> Iterator[Services]:
+    services = build_services(settings or load_settings())
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+def _half(minutes: int) -> int:
+    """Misfire grace for an interval job: a run more than half an interval late waits for the next."""
+    return max(60, minutes * 30)
