@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -47,7 +48,11 @@ from knowledge.stores.lancedb import LanceStore
 from knowledge.stores.weaviate import WeaviateOptions, WeaviateStore
 from training.database import default_database_url, open_engine
 from training.feedback import FeedbackStore
-from training.registry import AdapterRegistry
+from training.jobs_log import latest_runs
+from training.registry import AdapterRegistry, PromotionHook, command_hook
+
+if TYPE_CHECKING:
+    from training.pipeline import TrainingPlan
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +157,7 @@ class Services:
             retries=s.tgi_retries, max_answer_tokens=s.max_answer_tokens, temperature=s.temperature,
             breaker_failures=s.tgi_breaker_failures, breaker_cooldown_s=s.tgi_breaker_cooldown_s,
         )
-        adapters = AdapterChoice(configured=s.adapter, registry=AdapterRegistry(s.adapter_registry_dir),
-                                 per_channel=s.channel_adapters)
+        adapters = AdapterChoice(configured=s.adapter, registry=self.registry, per_channel=s.channel_adapters)
         return TGIGenerator(options, adapters=adapters)
 
     def check_generation_server(self) -> str:
@@ -170,6 +174,37 @@ class Services:
     @property
     def answer_deps(self) -> AnswerDeps:
         return AnswerDeps(retriever=self.retriever, generator=self.generator)
+
+    @cached_property
+    def registry(self) -> AdapterRegistry:
+        return AdapterRegistry(self.settings.adapter_registry_dir)
+
+    def training_plan(self) -> TrainingPlan:
+        """What ``lorebot train`` and the scheduler's train job run with, from settings."""
+        # Imported here: the dataset and training modules (torch, peft) are for training commands only.
+        from training.dataset import DatasetOptions
+        from training.evaluate import GateOptions
+        from training.finetune import LoraOptions
+        from training.pipeline import TrainingPlan
+
+        s = self.settings
+        return TrainingPlan(
+            base_model=s.base_model,
+            dataset=DatasetOptions(min_net_votes=s.train_min_net_votes, min_upvotes=s.train_min_upvotes,
+                                   trainable_channels=frozenset(s.trainable_channels),
+                                   heldout_fraction=s.heldout_fraction),
+            lora=LoraOptions(rank=s.lora_rank, alpha=s.lora_alpha, dropout=s.lora_dropout,
+                             target_modules=tuple(s.lora_target_modules), epochs=s.train_epochs,
+                             learning_rate=s.train_learning_rate, batch_size=s.train_batch_size,
+                             max_seq_len=s.train_max_seq_len),
+            gate=GateOptions(margin=s.promotion_margin, min_citation_validity=s.promotion_min_citation_validity),
+            min_new_examples=s.train_min_new_examples,
+            promotion_hook=self.promotion_hook,
+        )
+
+    @property
+    def promotion_hook(self) -> PromotionHook | None:
+        return command_hook(self.settings.promotion_hook) if self.settings.promotion_hook else None
 
     @cached_property
     def database(self) -> Engine:
@@ -308,6 +343,12 @@ def _home_facts(services: Services) -> HomeFacts:
     except Exception:
         log.error("could not read feedback totals for the App Home", exc_info=True)
         stats = None
+    try:
+        jobs = latest_runs(services.database)
+    except Exception:
+        log.error("could not read the scheduled jobs' runs for the App Home", exc_info=True)
+        jobs = None
     return HomeFacts(documents=services.store.list_documents(None), stats=stats,
                      generator=services.generator.name,
-                     adapter=services.tgi.adapters.adapter_for(None) if services.settings.tgi_url else None)
+                     adapter=services.tgi.adapters.adapter_for(None) if services.settings.tgi_url else None,
+                     jobs=jobs)

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bot.answering import Answer, answer_question, shorten
+from bot.training_cli import register as register_training_commands
 from bot.app import Services, build_services
 from bot.config import load_settings
 from knowledge.access import Audience, Scope, filter_for
@@ -25,6 +27,7 @@ from knowledge.errors import ConfigurationError, LorebotError, StoreError
 from knowledge.ingest import IngestReport
 from knowledge.stores.base import SEARCH_MODES
 from training.feedback import FeedbackStore
+from training.jobs_log import JobRun, latest_runs
 
 app = typer.Typer(
     help="lorebot: answers from your own documents, with sources, for the channel that asks.",
@@ -209,31 +212,102 @@ def serve(
             run_http(settings, host=host, port=port, console=err)
 
 
+@app.command()
+def scheduler() -> None:
+    """Run the cadence until stopped (Ctrl-C or SIGTERM): reconcile votes with Slack, export the
+    dataset, train when enough is new, re-ingest the configured sources. Jobs live in the database."""
+    import signal
+
+    from bot.jobs import job_specs
+    from bot.redaction import install_redaction
+    from training.database import default_database_url
+    from training.schedule import build_scheduler, start_with_jobs
+
+    with _clear_errors():
+        settings = load_settings()
+        install_redaction(settings.secrets)
+        specs = job_specs(settings)
+        runner = build_scheduler(settings.database_url or default_database_url(settings.data_dir), blocking=True)
+        previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+        try:
+            start_with_jobs(runner, specs, on_started=_print_schedule)
+        except KeyboardInterrupt:
+            err.print("Stopping: waiting for running jobs to finish (Ctrl-C again to leave them)…")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if runner.running:
+                try:
+                    runner.shutdown(wait=True)
+                except KeyboardInterrupt:
+                    raise typer.Exit(130) from None
+    err.print("Scheduler stopped.")
+
+
+def _stop_like_ctrl_c(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_schedule(runner, report) -> None:
+    from training.schedule import describe_trigger
+
+    changes = [f"{what}: {', '.join(ids)}" for what, ids in
+               (("added", report.added), ("updated", report.updated), ("removed", report.removed)) if ids]
+    out.print(f"Scheduler running (times in {runner.timezone})" + (f"; {'; '.join(changes)}" if changes else ""))
+    table = Table()
+    for column in ("job", "schedule", "next run", "what"):
+        table.add_column(column)
+    for job in sorted(runner.get_jobs(), key=lambda j: j.next_run_time or datetime.max.replace(tzinfo=timezone.utc)):
+        next_run = f"{job.next_run_time:%Y-%m-%d %H:%M %Z}" if job.next_run_time else "paused"
+        table.add_row(escape(job.id), escape(describe_trigger(job.trigger)), next_run, escape(job.name))
+    out.print(table)
+
+
 feedback_app = typer.Typer(help="Answers given and the votes they got.", no_args_is_help=True)
 app.add_typer(feedback_app, name="feedback")
 
 
 @feedback_app.command("stats")
 def feedback_stats(as_json: JsonOption = False) -> None:
-    """How many answers were given and how many 👍 / 👎 they got."""
+    """How many answers were given and how many 👍 / 👎 they got; how the scheduled jobs last ran."""
     with _database() as store:
         stats = store.stats()
+        jobs = latest_runs(store.engine)
     if as_json:
-        print(json.dumps(stats.as_json()))
+        print(json.dumps({**stats.as_json(), "jobs": {name: run.as_json() for name, run in jobs.items()}}))
         return
     out.print(f"{stats.interactions} answers, {stats.upvotes} 👍, {stats.downvotes} 👎 from {stats.voters} voters")
+    _print_job_runs(jobs)
+
+
+def _print_job_runs(jobs: dict[str, JobRun]) -> None:
+    if not jobs:
+        out.print("No scheduled job has run yet (lorebot scheduler runs them).")
+        return
+    out.print("Scheduled jobs, last run:")
+    colours = {"ok": "green", "skipped": "yellow", "failed": "red", "running": "cyan"}
+    for name, run in jobs.items():
+        detail = f": {escape(run.detail)}" if run.detail else ""
+        out.print(f"  {escape(name)} [{colours.get(run.outcome, 'white')}]{run.outcome}[/] "
+                  f"{run.started_at:%Y-%m-%d %H:%M} UTC{detail}")
 
 
 @feedback_app.command("export")
 def feedback_export(
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of stdout.")] = None,
 ) -> None:
-    """One JSON line per answer: question, passages (text and scope), answer, generator, votes."""
-    with _database() as store:
+    """One JSON line per answer: question, passages (text and scope), answer, generator, votes, and
+    whether it may be trained on (``training``: "train", "heldout" or the reason it is left out)."""
+    from training.dataset import build_dataset
+
+    with _services() as services:
+        # The dataset rules as the train job applies them (a dry run: nothing is written).
+        decisions = build_dataset(services.feedback, services.settings.data_dir / "training" / "export",
+                                  services.training_plan().dataset, write=False).decisions
         target = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
         try:
             count = 0
-            for record in store.export():
+            for record in services.feedback.export():
+                record["training"] = decisions.get(record["interaction_id"], "not_endorsed")
                 target.write(json.dumps(record, ensure_ascii=False) + "\n")
                 count += 1
         finally:
@@ -421,6 +495,9 @@ def _progress(label: str, *, enabled: bool, unit: str = "files") -> Iterator[Cal
     with Progress(*columns, console=err, transient=True) as progress:
         task = progress.add_task(label, total=None)
         yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+register_training_commands(app, _services, out, err)
 
 
 def main() -> None:

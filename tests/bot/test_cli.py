@@ -186,6 +186,7 @@ def test_feedback_stats_and_export_read_what_the_bot_recorded(tmp_path, monkeypa
     assert record["question"] == "how many days?" and record["passages"][0]["text"] == "18 days a year."
     assert record["passages"][0]["scope"] == ["public"]
     assert sorted(v["value"] for v in record["votes"]) == [-1, 1]
+    assert record["training"] == "not_endorsed"  # one up, one down: net 0
 
 
 def test_eval_retrieval_json_and_cached_rerun(tmp_path, monkeypatch):
