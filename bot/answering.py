@@ -47,6 +47,8 @@ class Answer:
     consulted: tuple[Citation, ...] = ()
     # One line about how the answer was written (e.g. quoted because the model was unavailable).
     note: str | None = None
+    # The best passage's cosine similarity, found or not (None when the audience may see nothing).
+    top_similarity: float | None = None
 
     def already_quotes(self, citation: Citation) -> bool:
         """True when the answer text itself shows the citation's snippet (extractive answers do)."""
@@ -93,7 +95,7 @@ def answer_question(
     if not retrieval.found:
         timings["total"] = (time.perf_counter() - started) * 1000
         return Answer(question=question, text=NOT_FOUND, found=False, citations=(), generator=deps.generator.name,
-                      timings_ms=timings)
+                      timings_ms=timings, top_similarity=retrieval.top_similarity)
     passages = list(retrieval.passages)
     generated = time.perf_counter()
     request = GenerationRequest(question=question, passages=passages, history=history,
@@ -105,7 +107,7 @@ def answer_question(
     text, citations = renumber_citations(draft.text, shown, quotes=draft.quotes)
     timings["total"] = (time.perf_counter() - started) * 1000
     common = dict(question=question, generator=draft.generator, adapter=draft.adapter, timings_ms=timings,
-                  passages=tuple(shown), note=draft.note)
+                  passages=tuple(shown), note=draft.note, top_similarity=retrieval.top_similarity)
     if not text.strip():
         return Answer(text=NOT_FOUND, found=False, citations=(), **common)
     consulted = () if citations else tuple(_citation(n, p, _snippet(None, p)) for n, p in enumerate(shown, start=1))

@@ -76,12 +76,12 @@ def register_listeners(app: App, deps: BotDeps) -> None:
     @app.event("reaction_added")
     def on_reaction_added(body: dict, event: dict) -> None:
         if event.get("user") != deps.bot_user_id and first_time(deps.ledger, body, None):
-            vote_by_reaction(deps.replies.feedback, event, added=True)
+            vote_by_reaction(deps.replies.feedback, event, added=True, metrics=deps.replies.metrics)
 
     @app.event("reaction_removed")
     def on_reaction_removed(body: dict, event: dict) -> None:
         if event.get("user") != deps.bot_user_id and first_time(deps.ledger, body, None):
-            vote_by_reaction(deps.replies.feedback, event, added=False)
+            vote_by_reaction(deps.replies.feedback, event, added=False, metrics=deps.replies.metrics)
 
     @app.event("app_home_opened")
     def on_home_opened(event: dict) -> None:
@@ -115,7 +115,8 @@ def register_listeners(app: App, deps: BotDeps) -> None:
         ack()
         up = action["action_id"] == VOTE_UP
         counted = vote_by_button(deps.replies.feedback, interaction_id=action.get("value", ""),
-                                 user_id=body["user"]["id"], up=up, at=float(action.get("action_ts") or 0))
+                                 user_id=body["user"]["id"], up=up, at=float(action.get("action_ts") or 0),
+                                 metrics=deps.replies.metrics)
         thanks = ("Thanks, your :+1: is counted." if up else "Thanks, your :-1: is counted; it helps me improve.") \
             if counted else "I couldn't record that vote: I have no record of this answer."
         ResponseUrl(body.get("response_url")).send_quietly(thanks)

@@ -17,6 +17,7 @@ from datetime import datetime
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.metrics import JOB_METRICS, Metrics
 from bot.votes import reaction_vote
 from training.feedback import FeedbackStore, LinkedMessage
 
@@ -68,6 +69,7 @@ def reconcile_votes(
     since: datetime,
     bot_user_id: str | None = None,
     clock: Callable[[], float] = time.time,
+    metrics: Metrics | None = None,
 ) -> ReconcileReport:
     """Make the reaction votes on answers given since ``since`` match the reactions Slack shows.
 
@@ -90,8 +92,10 @@ def reconcile_votes(
 
     An answer with any message Slack cannot show is skipped, so a partial view never removes
     votes. Rate limits are the client's to honour (its retry handlers wait for Retry-After); if
-    Slack still refuses, the pass stops and says so in the report.
+    Slack still refuses, the pass stops and says so in the report. The votes it casts and retracts
+    are counted (``via="reconcile"``) in ``metrics``, by default the scheduler's (:data:`JOB_METRICS`).
     """
+    metrics = metrics if metrics is not None else JOB_METRICS.get()
     bot = bot_user_id if bot_user_id is not None else _bot_user_id(client)
     by_answer: dict[str, list[LinkedMessage]] = defaultdict(list)
     for message in feedback.linked_messages(since=since):
@@ -106,7 +110,7 @@ def reconcile_votes(
             report.stopped = str(e)
             break
         if thumbs is not None:
-            _match(feedback, interaction_id, thumbs, at=read_at, report=report)
+            _match(feedback, interaction_id, thumbs, at=read_at, report=report, metrics=metrics)
     log.info("reconciled votes: %s", report.summary())
     return report
 
@@ -146,7 +150,7 @@ def _thumbs(client: WebClient, shown_in: list[LinkedMessage], *, bot_user_id: st
 
 
 def _match(feedback: FeedbackStore, interaction_id: str, thumbs: dict[str, set[int]], *, at: float,
-           report: ReconcileReport) -> None:
+           report: ReconcileReport, metrics: Metrics | None) -> None:
     stored = feedback.votes_on(interaction_id)
     reaction_voters = {user for user, vote in stored.items() if vote.via == "reaction"}
     for user in sorted(set(thumbs) | reaction_voters):
@@ -158,8 +162,12 @@ def _match(feedback: FeedbackStore, interaction_id: str, thumbs: dict[str, set[i
             if feedback.cast_vote(interaction_id, user_id=user, value=value, via="reaction", at=at,
                                   replacing=("reaction",)):
                 report.cast += 1
+                if metrics is not None:
+                    metrics.vote(value, "reconcile")
         elif not present and vote is not None:
             if feedback.retract_vote(interaction_id, user_id=user, value=vote.value, at=at, via="reaction"):
                 report.retracted += 1
+                if metrics is not None:
+                    metrics.retraction(vote.value, "reconcile")
         elif present:
             report.ambiguous += 1

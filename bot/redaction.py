@@ -23,6 +23,12 @@ def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     return _SLACK_TOKEN.sub(REDACTED, text)
 
 
+def redact_installed(text: str) -> str:
+    """``text`` scrubbed of Slack tokens and every secret installed so far (for what a formatter
+    adds to a record after it was made: a traceback)."""
+    return redact(text, _installed)
+
+
 def install_redaction(secrets: list[str]) -> None:
     """Scrub every log record made from now on (idempotent; later calls add secrets)."""
     _installed.extend(s for s in secrets if s and s not in _installed)

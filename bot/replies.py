@@ -3,9 +3,12 @@ interaction recorded, and a short, kind explanation instead of silence when anyt
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from slack_sdk import WebClient
@@ -15,6 +18,7 @@ from slack_sdk.web.chat_stream import ChatStream
 from bot.answering import Answer, AnswerDeps, answer_question
 from bot.apologies import apology_for
 from bot.generation import Turn
+from bot.metrics import Metrics
 from bot.rendering import MAX_SECTION_CHARS, SlackMessage, answer_messages, split_text, to_mrkdwn
 from bot.slack_text import plain_text
 from bot.threads import read_thread, standalone_question
@@ -57,6 +61,7 @@ class ReplyDeps:
     answering: AnswerDeps
     feedback: FeedbackStore
     bot_user_id: str | None
+    metrics: Metrics
     thread_messages: int = 20
     thread_chars: int = 4_000
     # An answer ready sooner than this needs no "working" sign: a placeholder replaced a moment
@@ -82,7 +87,7 @@ def answer_in_thread(ask: Ask, deps: ReplyDeps, progress: ThreadProgress | None 
         if not words:
             progress.deliver([SlackMessage(text=HOW_TO, blocks=[])])
             return None
-        question, history = _in_context(ask, words, deps)
+        question, history = _in_context(ask, words, deps, progress)
         answer = answer_question(question, Audience.for_conversation(ask.channel_id), deps.answering,
                                  on_text=progress.stream, history=history)
         interaction = interaction_for(ask, words, answer)
@@ -90,19 +95,34 @@ def answer_in_thread(ask: Ask, deps: ReplyDeps, progress: ThreadProgress | None 
         posted = progress.deliver(answer_messages(answer, interaction_id=interaction.interaction_id))
     except Exception as e:
         log.error("answering %s in %s failed", ask.ts, ask.channel_id, exc_info=True)
+        deps.metrics.answer_failed(ask.surface)
         progress.apologise(apology_for(e))
         return None
+    report_answer(deps.metrics, answer, surface=ask.surface, channel_id=ask.channel_id,
+                  slack_s=progress.slack_s, total_s=progress.elapsed_s)
     link_messages(deps.feedback, interaction.interaction_id, channel_id=ask.channel_id, posted=posted)
     return interaction.interaction_id
 
 
-def _in_context(ask: Ask, words: str, deps: ReplyDeps) -> tuple[str, tuple[Turn, ...]]:
+def report_answer(metrics: Metrics, answer: Answer, *, surface: str, channel_id: str, slack_s: float,
+                  total_s: float) -> None:
+    """Count a delivered answer, and log one line about it: what happened, never what was said."""
+    metrics.answered(answer, surface=surface, slack_s=slack_s, total_s=total_s)
+    log.info("answered a %s in %s: %s, %d source%s, by %s%s, %.0f ms", surface, channel_id,
+             "found" if answer.found else "not found", len(answer.citations),
+             "" if len(answer.citations) == 1 else "s", answer.generator,
+             f" ({answer.adapter})" if answer.adapter else "", total_s * 1000)
+
+
+def _in_context(ask: Ask, words: str, deps: ReplyDeps,
+                progress: ThreadProgress) -> tuple[str, tuple[Turn, ...]]:
     """The question as a search needs it (standalone), and the thread's earlier turns for a model."""
     if not ask.in_existing_thread:
         return words, ()
-    earlier = read_thread(deps.client, channel=ask.channel_id, thread_ts=ask.thread_ts, before_ts=ask.ts,
-                          bot_user_id=deps.bot_user_id, max_messages=deps.thread_messages,
-                          max_chars=deps.thread_chars)
+    with progress.calling_slack():
+        earlier = read_thread(deps.client, channel=ask.channel_id, thread_ts=ask.thread_ts, before_ts=ask.ts,
+                              bot_user_id=deps.bot_user_id, max_messages=deps.thread_messages,
+                              max_chars=deps.thread_chars)
     history = tuple(Turn(role="assistant" if m.from_bot else "user", text=m.text) for m in earlier)
     return standalone_question(words, earlier), history
 
@@ -155,6 +175,10 @@ class ThreadProgress:
     the thread as it is written (Slack's chat streaming API), or, where Slack refuses that, shown
     by updating the placeholder at most once per ``update_interval_s``. Either way the finished
     answer, checked and rendered, then replaces what was streamed.
+
+    It also keeps time, for the metrics: ``elapsed_s`` since the question was taken on, and
+    ``slack_s`` spent waiting for Slack's Web API on this answer's behalf (the thread read, the
+    progress sign, streaming, the answer's messages).
     """
 
     def __init__(self, client: WebClient, *, channel: str, thread_ts: str, assistant: bool, delay_s: float,
@@ -170,6 +194,28 @@ class ThreadProgress:
         self._streamed = ""  # the text written so far, for the chat.update fallback
         self._unsent = ""  # streamed text not yet sent to Slack
         self._last_update = 0.0
+        self._started = time.monotonic()
+        self._slack_s = 0.0
+        self._clock = threading.Lock()
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._started
+
+    @property
+    def slack_s(self) -> float:
+        with self._clock:
+            return self._slack_s
+
+    @contextmanager
+    def calling_slack(self) -> Iterator[None]:
+        """Count the block as time spent in Slack's Web API."""
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._clock:
+                self._slack_s += time.monotonic() - began
 
     def stream(self, piece: str) -> None:
         """Show the next piece of an answer being written."""
@@ -192,13 +238,14 @@ class ThreadProgress:
         if self._streamer is not None and len(self._unsent) < STREAM_BUFFER_CHARS:
             return True
         try:
-            if self._streamer is None:
-                user, team = self.recipient or (None, None)
-                # buffer_size=1: lorebot decides when to send (above), ChatStream sends what it gets.
-                self._streamer = self.client.chat_stream(channel=self.channel, thread_ts=self.thread_ts,
-                                                         recipient_user_id=user, recipient_team_id=team,
-                                                         buffer_size=1)
-            self._streamer.append(markdown_text=self._unsent)
+            with self.calling_slack():
+                if self._streamer is None:
+                    user, team = self.recipient or (None, None)
+                    # buffer_size=1: lorebot decides when to send (above), ChatStream sends what it gets.
+                    self._streamer = self.client.chat_stream(channel=self.channel, thread_ts=self.thread_ts,
+                                                             recipient_user_id=user, recipient_team_id=team,
+                                                             buffer_size=1)
+                self._streamer.append(markdown_text=self._unsent)
             self._unsent = ""
             return True
         except SlackApiError as e:
@@ -216,7 +263,8 @@ class ThreadProgress:
             return  # chat.update is rate limited; the finished answer replaces this anyway
         self._last_update = now
         text = split_text(to_mrkdwn(self._streamed), MAX_SECTION_CHARS)[-1] if self._streamed.strip() else WORKING
-        self.client.chat_update(channel=self.channel, ts=self._placeholder_ts, text=text)
+        with self.calling_slack():
+            self.client.chat_update(channel=self.channel, ts=self._placeholder_ts, text=text)
 
     def _finish_stream(self) -> None:
         """Close an open stream; its message then becomes the one the answer replaces."""
@@ -224,7 +272,8 @@ class ThreadProgress:
             return
         streamer, self._streamer = self._streamer, None
         try:
-            streamer.stop()
+            with self.calling_slack():
+                streamer.stop()
         except SlackApiError:
             log.warning("could not close the answer stream in %s", self.channel, exc_info=True)
         self._placeholder_ts = streamer.ts or self._placeholder_ts
@@ -235,7 +284,8 @@ class ThreadProgress:
         if self.delay_s <= 0:
             self._post_placeholder()
             return
-        self._timer = threading.Timer(self.delay_s, self._post_placeholder)
+        # In the asker's context: a failure to post it is logged under their request.
+        self._timer = threading.Timer(self.delay_s, contextvars.copy_context().run, args=(self._post_placeholder,))
         self._timer.daemon = True
         self._timer.start()
 
@@ -248,8 +298,9 @@ class ThreadProgress:
             posted = []
             for i, message in enumerate(messages):
                 if i == 0 and self._placeholder_ts:
-                    self.client.chat_update(channel=self.channel, ts=self._placeholder_ts, text=message.text,
-                                            blocks=message.blocks)
+                    with self.calling_slack():
+                        self.client.chat_update(channel=self.channel, ts=self._placeholder_ts, text=message.text,
+                                                blocks=message.blocks)
                     posted.append(self._placeholder_ts)
                 else:
                     posted.append(self._post(message))
@@ -267,8 +318,10 @@ class ThreadProgress:
 
     def _post(self, message: SlackMessage) -> str:
         kwargs = {"blocks": message.blocks} if message.blocks else {}
-        response = self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts, text=message.text,
-                                                unfurl_links=False, unfurl_media=False, **kwargs)
+        with self.calling_slack():
+            response = self.client.chat_postMessage(channel=self.channel, thread_ts=self.thread_ts,
+                                                    text=message.text, unfurl_links=False, unfurl_media=False,
+                                                    **kwargs)
         return response["ts"]
 
     def _post_placeholder(self) -> None:
@@ -282,7 +335,9 @@ class ThreadProgress:
 
     def _set_status(self, status: str) -> bool:
         try:
-            self.client.assistant_threads_setStatus(channel_id=self.channel, thread_ts=self.thread_ts, status=status)
+            with self.calling_slack():
+                self.client.assistant_threads_setStatus(channel_id=self.channel, thread_ts=self.thread_ts,
+                                                        status=status)
             return True
         except SlackApiError as e:  # not an assistant thread after all, or the feature is off
             log.info("assistant status unavailable in %s: %s", self.channel, e.response.get("error"))

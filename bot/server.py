@@ -1,5 +1,5 @@
 """Serving the Bolt app: over HTTP (Events API, slash commands and interactivity on one path, plus
-a health check) or over Socket Mode.
+a health check and the Prometheus metrics) or over Socket Mode.
 
 The HTTP server is the standard library's threading server in front of ``App.dispatch``: Bolt's
 own development server has no request-size limit and no health check, and lorebot needs both.
@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from slack_bolt import App, BoltRequest, BoltResponse
 
+from bot.metrics import METRICS_PATH, Metrics
+
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
@@ -30,9 +32,10 @@ class SlackHTTPServer(ThreadingHTTPServer):
     # dropped connections and the acks came a second late, or never (measured by the benchmark).
     request_queue_size = 128
 
-    def __init__(self, app: App, *, host: str, port: int, max_request_bytes: int):
+    def __init__(self, app: App, *, host: str, port: int, max_request_bytes: int, metrics: Metrics | None = None):
         self.app = app
         self.max_request_bytes = max_request_bytes
+        self.metrics = metrics
         super().__init__((host, port), _Handler)
 
     @property
@@ -52,8 +55,12 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 30  # a client that stops sending mid-request does not hold a thread forever
 
     def do_GET(self) -> None:
-        if self.path.partition("?")[0] == HEALTH_PATH:
+        path = self.path.partition("?")[0]
+        if path == HEALTH_PATH:
             self._send(HTTPStatus.OK, json.dumps({"status": "ok"}).encode(), {"Content-Type": ["application/json"]})
+        elif path == METRICS_PATH and self.server.metrics is not None:
+            body, content_type = self.server.metrics.exposition()
+            self._send(HTTPStatus.OK, body, {"Content-Type": [content_type]})
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found")
 

@@ -13,16 +13,19 @@ from rich.console import Console
 from bot.app import SlackBot, build_services, build_slack_bot
 from bot.config import Settings
 from bot.credentials import SlackCredentials, slack_credentials
+from bot.logs import log_like_a_server
+from bot.metrics import METRICS_PATH, serving_metrics
 from bot.server import EVENTS_PATH, SlackHTTPServer
 
 log = logging.getLogger(__name__)
 
 
 def run_http(settings: Settings, *, host: str, port: int, console: Console) -> None:
-    """Serve ``/slack/events`` and ``/healthz`` until SIGINT or SIGTERM."""
+    """Serve ``/slack/events``, ``/healthz`` and ``/metrics`` until SIGINT or SIGTERM."""
     credentials = slack_credentials(settings, socket_mode=False)
     with _slack_bot(settings, credentials, console) as bot:
-        server = SlackHTTPServer(bot.app, host=host, port=port, max_request_bytes=settings.max_request_bytes)
+        server = SlackHTTPServer(bot.app, host=host, port=port, max_request_bytes=settings.max_request_bytes,
+                                 metrics=bot.metrics)
         console.print(f"lorebot is listening on http://{host}:{server.server_address[1]}{EVENTS_PATH} (Ctrl-C stops)")
         _stop_on_signals(server.shutdown)
         try:
@@ -33,14 +36,17 @@ def run_http(settings: Settings, *, host: str, port: int, console: Console) -> N
 
 
 def run_socket_mode(settings: Settings, *, console: Console, stop: threading.Event | None = None) -> None:
-    """Connect to Slack over Socket Mode until SIGINT or SIGTERM (or until ``stop`` is set)."""
+    """Connect to Slack over Socket Mode until SIGINT or SIGTERM (or until ``stop`` is set); the
+    metrics are served on ``LOREBOT_METRICS_PORT`` meanwhile."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     credentials = slack_credentials(settings, socket_mode=True)
-    with _slack_bot(settings, credentials, console) as bot:
+    with _slack_bot(settings, credentials, console) as bot, \
+            serving_metrics(bot.metrics, host=settings.metrics_host, port=settings.metrics_port) as metrics:
         handler = SocketModeHandler(bot.app, app_token=credentials.app_token)
         handler.connect()
-        console.print("lorebot is connected to Slack over Socket Mode (Ctrl-C stops)")
+        console.print("lorebot is connected to Slack over Socket Mode (Ctrl-C stops)"
+                      + (f"; metrics at {metrics.url}{METRICS_PATH}" if metrics else ""))
         if stop is None:
             stop = threading.Event()
             _stop_on_signals(stop.set)
@@ -50,7 +56,7 @@ def run_socket_mode(settings: Settings, *, console: Console, stop: threading.Eve
 
 @contextmanager
 def _slack_bot(settings: Settings, credentials: SlackCredentials, console: Console) -> Iterator[SlackBot]:
-    _log_to_stderr()
+    log_like_a_server(settings.log_format)
     services = build_services(settings, long_running=True)
     try:
         if not settings.weaviate_url and not settings.index_dir.is_dir():
@@ -76,11 +82,3 @@ def _stop_on_signals(stop: callable) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handle)
 
-
-def _log_to_stderr() -> None:
-    """A server logs what it does (one line per question) unless -v asked for more already."""
-    root = logging.getLogger()
-    if root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-    for noisy in ("slack_bolt", "slack_sdk", "urllib3", "httpx", "sentence_transformers"):
-        logging.getLogger(noisy).setLevel(max(logging.getLogger(noisy).level, logging.WARNING))

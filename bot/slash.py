@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -11,8 +12,9 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.answering import Answer, AnswerDeps, Citation, answer_question
 from bot.apologies import apology_for
+from bot.metrics import Metrics
 from bot.rendering import SlackMessage, answer_messages, escape, section, split_text
-from bot.replies import Ask, interaction_for, link_messages, record_interaction
+from bot.replies import Ask, interaction_for, link_messages, record_interaction, report_answer
 from bot.slack_retries import slack_retry_handlers
 from bot.slack_text import plain_text
 from knowledge.access import Audience, filter_for
@@ -46,6 +48,8 @@ class Command:
     text: str
     response_url: str
     team_id: str | None = None
+    # When lorebot took the command on (time.monotonic()), for the answer's total time.
+    received_at: float = field(default_factory=time.monotonic, compare=False)
 
 
 @dataclass
@@ -54,6 +58,7 @@ class SlashDeps:
     answering: AnswerDeps
     feedback: FeedbackStore
     store: VectorStore
+    metrics: Metrics
 
 
 def run_command(command: Command, deps: SlashDeps) -> None:
@@ -66,19 +71,25 @@ def run_command(command: Command, deps: SlashDeps) -> None:
         elif words.lower() == "sources":
             reply.send(sources_messages(deps.store, command.channel_id))
         else:
-            reply.send(_answer(command, words, deps), replace_original=True)
+            _answer(command, words, deps, reply)
     except Exception as e:
         log.error("/lorebot in %s failed", command.channel_id, exc_info=True)
+        if is_question(words):
+            deps.metrics.answer_failed("slash")
         reply.send_quietly(apology_for(e))
 
 
-def _answer(command: Command, words: str, deps: SlashDeps) -> list[SlackMessage]:
+def _answer(command: Command, words: str, deps: SlashDeps, reply: ResponseUrl) -> None:
     answer = answer_question(words, Audience.for_conversation(command.channel_id), deps.answering)
     ask = Ask(channel_id=command.channel_id, user_id=command.user_id, text=words, ts="", thread_ts="",
               surface="slash", team_id=command.team_id)
     interaction = interaction_for(ask, words, answer)
     record_interaction(deps.feedback, interaction)
-    return answer_messages(answer, interaction_id=interaction.interaction_id, shareable=True)
+    sending = time.monotonic()
+    reply.send(answer_messages(answer, interaction_id=interaction.interaction_id, shareable=True),
+               replace_original=True)
+    report_answer(deps.metrics, answer, surface="slash", channel_id=command.channel_id,
+                  slack_s=time.monotonic() - sending, total_s=time.monotonic() - command.received_at)
 
 
 def sources_messages(store: VectorStore, channel_id: str) -> list[SlackMessage]:

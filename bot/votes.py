@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from bot.metrics import Metrics
 from training.feedback import DOWN, UP, FeedbackStore
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ def reaction_vote(reaction: str) -> int | None:
     return _REACTIONS.get(reaction.split("::", 1)[0])
 
 
-def vote_by_reaction(feedback: FeedbackStore, event: dict, *, added: bool) -> bool:
+def vote_by_reaction(feedback: FeedbackStore, event: dict, *, added: bool, metrics: Metrics | None = None) -> bool:
     """Count (or, when removed, retract) a reaction on one of the bot's answer messages.
 
     Reactions on any other message are not votes; the caller has already dropped the bot's own.
@@ -34,10 +35,21 @@ def vote_by_reaction(feedback: FeedbackStore, event: dict, *, added: bool) -> bo
         return False
     at = float(event.get("event_ts") or 0)
     if added:
-        return feedback.cast_vote(interaction_id, user_id=event["user"], value=value, via="reaction", at=at)
-    return feedback.retract_vote(interaction_id, user_id=event["user"], value=value, at=at)
+        counted = feedback.cast_vote(interaction_id, user_id=event["user"], value=value, via="reaction", at=at)
+        if counted and metrics is not None:
+            metrics.vote(value, "reaction")
+        return counted
+    retracted = feedback.retract_vote(interaction_id, user_id=event["user"], value=value, at=at)
+    if retracted and metrics is not None:
+        metrics.retraction(value, "reaction")
+    return retracted
 
 
-def vote_by_button(feedback: FeedbackStore, *, interaction_id: str, user_id: str, up: bool, at: float) -> bool:
+def vote_by_button(feedback: FeedbackStore, *, interaction_id: str, user_id: str, up: bool, at: float,
+                   metrics: Metrics | None = None) -> bool:
     """Count a click on 👍 Helpful / 👎 Not helpful; False if the answer is not on record."""
-    return feedback.cast_vote(interaction_id, user_id=user_id, value=UP if up else DOWN, via="button", at=at)
+    value = UP if up else DOWN
+    counted = feedback.cast_vote(interaction_id, user_id=user_id, value=value, via="button", at=at)
+    if counted and metrics is not None:
+        metrics.vote(value, "button")
+    return counted

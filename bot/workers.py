@@ -3,12 +3,14 @@ anyone who needs to wait until everything accepted so far is done."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 
 class CountingExecutor(ThreadPoolExecutor):
-    """A ``ThreadPoolExecutor`` that counts tasks submitted and not yet finished."""
+    """A ``ThreadPoolExecutor`` that counts tasks submitted and not yet finished, and runs each in
+    a copy of the submitter's context (the request ID it is logged under goes with the work)."""
 
     def __init__(self, max_workers: int, *, name: str):
         super().__init__(max_workers=max_workers, thread_name_prefix=name)
@@ -24,7 +26,7 @@ class CountingExecutor(ThreadPoolExecutor):
         with self._idle:
             self._pending += 1
         try:
-            future = super().submit(fn, *args, **kwargs)
+            future = super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
         except BaseException:
             self._done(None)
             raise

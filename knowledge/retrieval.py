@@ -39,6 +39,9 @@ class Retrieval:
     timings_ms: dict[str, float] = field(default_factory=dict)
     # The question's embedding, for a generator that compares text with it (None if never made).
     question_vector: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # The best cosine similarity among all passages the audience may see, kept or not (None: none
+    # at all): how close the question came to the floor, for monitoring.
+    top_similarity: float | None = None
 
     @property
     def found(self) -> bool:
@@ -90,7 +93,9 @@ class Retriever:
         """The passages good enough to answer from: at or above the relevance floor."""
         passages, timings, vector = self._search(question, audience, k=k, mode=None)
         good = tuple(p for p in passages if p.similarity >= self.options.min_similarity)
-        return Retrieval(question=question, passages=good, timings_ms=timings, question_vector=vector)
+        top = max((p.similarity for p in passages), default=None)
+        return Retrieval(question=question, passages=good, timings_ms=timings, question_vector=vector,
+                         top_similarity=top)
 
 
 def collapse_by_document(hits: list[ScoredChunk], *, max_chunks: int = 3, companion_ratio: float = 0.5) -> list[Passage]:

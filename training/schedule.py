@@ -10,13 +10,16 @@ Every run goes through an executor that records it in ``job_runs`` (:mod:`traini
 Jobs marked ``exclusive`` also take a database lock named after the job
 (:mod:`training.locks`), so two scheduler processes sharing the database never run one at the
 same time: the second one's run is recorded as skipped, "lock held by …". Nothing here knows of
-Slack or of the bot: the job functions are the composition root's (``bot/jobs.py``).
+Slack or of the bot: the job functions are the composition root's (``bot/jobs.py``), and so are
+the hooks that watch runs (``on_run`` for metrics, ``run_context`` for the logs' request ID).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -34,7 +37,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from training.database import open_engine
-from training.jobs_log import SKIPPED, JobLog, Outcome
+from training.jobs_log import FAILED, SKIPPED, JobLog, Outcome
 from training.locks import DEFAULT_LEASE_S, DatabaseLocks, db_lock, new_holder_id
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,12 @@ EXCLUSIVE_EXECUTOR = "exclusive"
 DEFAULT_MISFIRE_GRACE_S = 3600
 COALESCE = True
 MAX_INSTANCES = 1
+
+# Told of every run that ended: the job's ID, its outcome (ok, skipped or failed) and how long it
+# took in seconds (None for a run that never started: a missed run time, one still running).
+OnRun = Callable[[str, str, float | None], None]
+# Wraps a run's call of the job's function, given the job's ID and the run's ID in the job log.
+RunContext = Callable[[str, int], AbstractContextManager[object]]
 
 
 @dataclass(frozen=True)
@@ -96,27 +105,32 @@ def build_scheduler(
     misfire_grace_s: int = DEFAULT_MISFIRE_GRACE_S,
     lease_s: float = DEFAULT_LEASE_S,
     max_workers: int = 4,
+    on_run: OnRun | None = None,
+    run_context: RunContext | None = None,
 ) -> BaseScheduler:
     """A scheduler whose jobs live in the database at ``database_url`` (not started).
 
     ``blocking``: a :class:`BlockingScheduler` (``start()`` runs it in the calling thread until
     shut down) rather than a :class:`BackgroundScheduler`. Runs are recorded in ``job_runs``;
-    exclusive jobs hold a lease of ``lease_s`` seconds, renewed while they run.
+    exclusive jobs hold a lease of ``lease_s`` seconds, renewed while they run. ``on_run`` is told
+    of every run's end (:data:`OnRun`), skipped ones included; ``run_context`` wraps each call of
+    a job's function (:data:`RunContext`). A failing hook is logged, never fails a run.
     """
     engine = open_engine(database_url)
     holder = new_holder_id()
     kind = _Blocking if blocking else _Background
+    hooks = dict(on_run=on_run, run_context=run_context)
     scheduler = kind(
         jobstores={"default": SQLAlchemyJobStore(engine=engine, tablename=JOBS_TABLE)},
         executors={
-            "default": GuardedExecutor(engine, holder=holder, exclusive=False, max_workers=max_workers),
+            "default": GuardedExecutor(engine, holder=holder, exclusive=False, max_workers=max_workers, **hooks),
             EXCLUSIVE_EXECUTOR: GuardedExecutor(engine, holder=holder, exclusive=True, lease_s=lease_s,
-                                                max_workers=max_workers),
+                                                max_workers=max_workers, **hooks),
         },
         job_defaults={"coalesce": COALESCE, "max_instances": MAX_INSTANCES, "misfire_grace_time": misfire_grace_s},
         timezone=timezone,
     )
-    scheduler.add_listener(_RecordSkips(engine, holder), EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+    scheduler.add_listener(_RecordSkips(engine, holder, on_run=on_run), EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
     return scheduler
 
 
@@ -266,12 +280,14 @@ class GuardedExecutor(ThreadPoolExecutor):
     """A thread pool that records every run, and for exclusive jobs holds the job's lock first."""
 
     def __init__(self, engine: Engine, *, holder: str, exclusive: bool, lease_s: float = DEFAULT_LEASE_S,
-                 max_workers: int = 4):
+                 max_workers: int = 4, on_run: OnRun | None = None, run_context: RunContext | None = None):
         super().__init__(max_workers)
         self.engine = engine
         self.holder = holder
         self.exclusive = exclusive
         self.lease_s = lease_s
+        self.on_run = on_run
+        self.run_context = run_context
         self._log: JobLog | None = None
         self._locks: DatabaseLocks | None = None
 
@@ -288,17 +304,44 @@ class GuardedExecutor(ThreadPoolExecutor):
     def _guard(self, job: Job) -> Callable[..., Any]:
         def run(*args: Any, **kwargs: Any) -> Any:
             assert self._log is not None, "the executor has not been started"
-            with self._log.record(job.id, holder=self.holder) as record:
-                if self._locks is None:
-                    return _note(record, job.func(*args, **kwargs))
-                with db_lock(self.engine, job.id, holder=self.holder, lease_s=self.lease_s,
-                             locks=self._locks) as lease:
-                    if not lease:
-                        record.skip(f"lock held by {lease.held_by or 'another scheduler'}")
-                        return None
-                    return _note(record, job.func(*args, **kwargs))
+            started, outcome = time.monotonic(), FAILED
+            try:
+                with self._log.record(job.id, holder=self.holder) as record:
+                    with self._context(job.id, record.id):
+                        result = self._locked_call(job, record, args, kwargs)
+                outcome = record.outcome
+                return result
+            finally:
+                _tell(self.on_run, job.id, outcome, time.monotonic() - started)
 
         return run
+
+    def _locked_call(self, job: Job, record: Any, args: Any, kwargs: Any) -> Any:
+        if self._locks is None:
+            return _note(record, job.func(*args, **kwargs))
+        with db_lock(self.engine, job.id, holder=self.holder, lease_s=self.lease_s, locks=self._locks) as lease:
+            if not lease:
+                record.skip(f"lock held by {lease.held_by or 'another scheduler'}")
+                return None
+            return _note(record, job.func(*args, **kwargs))
+
+    def _context(self, job_id: str, run_id: int) -> AbstractContextManager[object]:
+        if self.run_context is None:
+            return nullcontext()
+        try:
+            return self.run_context(job_id, run_id)
+        except Exception:
+            log.error("the run context of job %s failed; running it without", job_id, exc_info=True)
+            return nullcontext()
+
+
+def _tell(on_run: OnRun | None, job_id: str, outcome: str, seconds: float | None) -> None:
+    if on_run is None:
+        return
+    try:
+        on_run(job_id, outcome, seconds)
+    except Exception:  # the run is done and recorded: reporting it must not turn it into a failure
+        log.error("could not report the end of a run of job %s", job_id, exc_info=True)
 
 
 class _GuardedJob:
@@ -327,9 +370,10 @@ def _note(record: Any, result: Any) -> Any:
 class _RecordSkips:
     """Runs that never started are recorded too: a missed run time, or one still running."""
 
-    def __init__(self, engine: Engine, holder: str):
+    def __init__(self, engine: Engine, holder: str, *, on_run: OnRun | None = None):
         self.engine = engine
         self.holder = holder
+        self.on_run = on_run
 
     def __call__(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
@@ -342,6 +386,7 @@ class _RecordSkips:
             JobLog(self.engine).add(event.job_id, SKIPPED, detail, holder=self.holder)
         except Exception:
             log.error("could not record that job %s was skipped (%s)", event.job_id, detail, exc_info=True)
+        _tell(self.on_run, event.job_id, SKIPPED, None)
 
 
 def _rounded(delta: timedelta) -> timedelta:

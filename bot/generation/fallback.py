@@ -27,10 +27,15 @@ def fallback_note(reason: str) -> str:
 
 @dataclass
 class WithFallback:
-    """``primary`` (a model server) answers; on any failure, or an empty answer, ``fallback`` does."""
+    """``primary`` (a model server) answers; on any failure, or an empty answer, ``fallback`` does.
+
+    ``on_fallback`` hears of every fallback, with why: the error's class name, or ``"empty"``
+    (the composition root counts them).
+    """
 
     primary: Generator
     fallback: Generator
+    on_fallback: Callable[[str], None] | None = None
 
     @property
     def name(self) -> str:
@@ -41,14 +46,19 @@ class WithFallback:
             draft = self.primary.generate(request, on_text=on_text)
         except GenerationServerError as e:
             log.warning("%s could not answer (%s: %s): quoting instead", self.primary.name, type(e).__name__, e)
-            return self._fallback(request, e.reader_reason)
-        except Exception:
+            return self._fallback(request, e.reader_reason, type(e).__name__)
+        except Exception as e:
             log.error("%s failed unexpectedly: quoting instead", self.primary.name, exc_info=True)
-            return self._fallback(request, "couldn't answer just now")
+            return self._fallback(request, "couldn't answer just now", type(e).__name__)
         if not _CITATION.sub("", draft.text).strip():
             log.warning("%s gave an empty answer: quoting instead", self.primary.name)
-            return self._fallback(request, "gave an empty answer")
+            return self._fallback(request, "gave an empty answer", "empty")
         return draft
 
-    def _fallback(self, request: GenerationRequest, reason: str) -> Draft:
+    def _fallback(self, request: GenerationRequest, reason: str, cause: str) -> Draft:
+        if self.on_fallback is not None:
+            try:
+                self.on_fallback(cause)
+            except Exception:  # counting it must never cost the asker the answer
+                log.error("could not report a fallback", exc_info=True)
         return replace(self.fallback.generate(request), note=fallback_note(reason))

@@ -64,7 +64,8 @@ def start_bot(slack: FakeSlackAPI, data_dir, embedder, tmp_path, *, database_url
     )
     services = build_services(config, embedder=embedder, long_running=True)
     bot = build_slack_bot(services, slack_credentials(config, socket_mode=False))
-    server = SlackHTTPServer(bot.app, host="127.0.0.1", port=0, max_request_bytes=config.max_request_bytes)
+    server = SlackHTTPServer(bot.app, host="127.0.0.1", port=0, max_request_bytes=config.max_request_bytes,
+                             metrics=bot.metrics)
     server.serve_in_background()
     sender = SlackSender(server.url + EVENTS_PATH, SIGNING_SECRET)
     return RunningBot(slack=slack, sender=sender, bot=bot, services=services, server=server)

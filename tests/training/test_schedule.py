@@ -156,8 +156,13 @@ def test_two_schedulers_never_train_at_once(schedulers, job_log, tmp_path):
     [done] = [run for run in runs if run.outcome == "ok"]
     skipped = [run for run in runs if run is not done]
     assert done.detail == "occupied"
-    assert skipped and {(run.outcome, run.detail, run.holder == done.holder) for run in skipped} == \
-        {("skipped", f"lock held by {done.holder}", False)}
+    # The other scheduler's run found the lock held. (Both share one job store, so the first
+    # scheduler may also pick up the second's run while its own is going: one instance per job
+    # skips that one, which is the other guarantee at work.)
+    assert ("skipped", f"lock held by {done.holder}", False) in \
+        {(run.outcome, run.detail, run.holder == done.holder) for run in skipped}
+    assert {(run.outcome, run.detail) for run in skipped} <= \
+        {("skipped", f"lock held by {done.holder}"), ("skipped", "the previous run is still going")}
 
 
 def test_two_schedulers_firing_together_take_turns(schedulers, job_log, tmp_path):
