@@ -8,14 +8,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slack_bolt import App
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine
@@ -31,6 +32,8 @@ from bot.generation.server_errors import GenerationServerError
 from bot.generation.tgi import TGIGenerator, TGIOptions
 from bot.home import HomeFacts
 from bot.listeners import BotDeps, register_listeners
+from bot.logs import job_request_id, request_context, slack_request_id
+from bot.metrics import Metrics, counting_into
 from bot.redaction import install_redaction
 from bot.replies import ReplyDeps
 from bot.slack_retries import slack_retry_handlers
@@ -52,6 +55,8 @@ from training.jobs_log import latest_runs
 from training.registry import AdapterRegistry, PromotionHook, command_hook
 
 if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
     from training.pipeline import TrainingPlan
 
 log = logging.getLogger(__name__)
@@ -89,7 +94,8 @@ class Services:
         """The Weaviate collection at ``url`` (connects and checks readiness and schema now)."""
         s = self.settings
         options = WeaviateOptions(
-            url=url, api_key=s.weaviate_api_key, grpc_port=s.weaviate_grpc_port, collection=s.weaviate_collection,
+            url=url, api_key=s.weaviate_api_key, grpc_host=s.weaviate_grpc_host, grpc_port=s.weaviate_grpc_port,
+            collection=s.weaviate_collection,
             timeout_s=s.weaviate_timeout_s, retries=s.weaviate_retries, replication_factor=s.weaviate_replication_factor,
             shards=s.weaviate_shards, consistency=s.weaviate_consistency, fusion=s.weaviate_fusion,
         )
@@ -146,7 +152,7 @@ class Services:
         extractive = ExtractiveGenerator(embedder=self.embedder)
         if not self.settings.tgi_url:
             return extractive
-        return WithFallback(primary=self.tgi, fallback=extractive)
+        return WithFallback(primary=self.tgi, fallback=extractive, on_fallback=self.metrics.fallback)
 
     @cached_property
     def tgi(self) -> TGIGenerator:
@@ -170,6 +176,11 @@ class Services:
             return f"warning: {e}. Answers quote the documents until it is back."
         adapter = self.tgi.adapters.adapter_for(None)
         return f"Answers are written by {info.describe()}; adapter: {adapter or 'none (base model)'}."
+
+    @cached_property
+    def metrics(self) -> Metrics:
+        """This process's metrics (``/metrics``), on a registry of their own."""
+        return Metrics()
 
     @property
     def answer_deps(self) -> AnswerDeps:
@@ -242,6 +253,7 @@ class SlackBot:
     deps: BotDeps
     listener_threads: CountingExecutor
     workers: CountingExecutor
+    metrics: Metrics
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def start_housekeeping(self, every_s: float = 3600.0) -> None:
@@ -299,18 +311,18 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
     # threads keep up with any burst.
     listener_threads = CountingExecutor(8, name="lorebot-listener")
     replies = ReplyDeps(client=client, answering=services.answer_deps, feedback=services.feedback,
-                        bot_user_id=identity.get("user_id"), thread_messages=settings.thread_context_messages,
-                        thread_chars=settings.thread_context_chars)
+                        bot_user_id=identity.get("user_id"), metrics=services.metrics,
+                        thread_messages=settings.thread_context_messages, thread_chars=settings.thread_context_chars)
     deps = BotDeps(
         replies=replies,
         slash=SlashDeps(client=client, answering=services.answer_deps, feedback=services.feedback,
-                        store=services.store),
+                        store=services.store, metrics=services.metrics),
         ledger=services.ledger,
         workers=workers,
         home_facts=lambda: _home_facts(services),
         follow_up_in_threads=settings.follow_up_in_threads,
     )
-    app = App(
+    app = _TracedApp(
         client=client,
         signing_secret=credentials.signing_secret,
         # Socket Mode messages come over an authenticated socket and carry no signature.
@@ -321,9 +333,33 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
         listener_executor=listener_threads,
     )
     register_listeners(app, deps)
-    bot = SlackBot(app=app, deps=deps, listener_threads=listener_threads, workers=workers)
+    bot = SlackBot(app=app, deps=deps, listener_threads=listener_threads, workers=workers, metrics=services.metrics)
     bot.start_housekeeping()
     return bot
+
+
+class _TracedApp(App):
+    """Bolt's app, each request handled under its own request ID (the logs' ``request_id``): Bolt's
+    middleware cannot wrap the listeners it starts, so the dispatch itself is wrapped."""
+
+    def dispatch(self, req: BoltRequest) -> BoltResponse:
+        with request_context(slack_request_id(req.body)):
+            return super().dispatch(req)
+
+
+def build_job_scheduler(settings: Settings, metrics: Metrics, *, blocking: bool) -> BaseScheduler:
+    """The scheduler ``lorebot scheduler`` runs (not started): jobs in lorebot's database, every run
+    counted in ``metrics`` and logged under the request ID ``job:run``."""
+    from training.schedule import build_scheduler
+
+    url = settings.database_url or default_database_url(settings.data_dir)
+    return build_scheduler(url, blocking=blocking, on_run=metrics.job_run, run_context=partial(_job_run, metrics))
+
+
+@contextmanager
+def _job_run(metrics: Metrics, job_id: str, run_id: int) -> Iterator[None]:
+    with request_context(job_request_id(job_id, run_id)), counting_into(metrics):
+        yield
 
 
 def _who_am_i(client: WebClient, settings: Settings) -> dict:

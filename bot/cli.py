@@ -218,16 +218,24 @@ def scheduler() -> None:
     dataset, train when enough is new, re-ingest the configured sources. Jobs live in the database."""
     import signal
 
+    from bot.app import build_job_scheduler
     from bot.jobs import job_specs
+    from bot.logs import log_like_a_server
+    from bot.metrics import METRICS_PATH, Metrics, serving_metrics
     from bot.redaction import install_redaction
-    from training.database import default_database_url
-    from training.schedule import build_scheduler, start_with_jobs
+    from training.schedule import start_with_jobs
 
-    with _clear_errors():
+    with _clear_errors(), ExitStack() as stack:
         settings = load_settings()
         install_redaction(settings.secrets)
+        log_like_a_server(settings.log_format)
         specs = job_specs(settings)
-        runner = build_scheduler(settings.database_url or default_database_url(settings.data_dir), blocking=True)
+        metrics = Metrics()
+        metrics.expect_jobs(spec.id for spec in specs)
+        runner = build_job_scheduler(settings, metrics, blocking=True)
+        served = stack.enter_context(serving_metrics(metrics, host=settings.metrics_host, port=settings.metrics_port))
+        if served is not None:
+            err.print(f"Metrics at {served.url}{METRICS_PATH}")
         previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
         try:
             start_with_jobs(runner, specs, on_started=_print_schedule)

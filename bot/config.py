@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     weaviate_url: str | None = Field(default=None, validation_alias="WEAVIATE_URL")
     weaviate_api_key: str | None = Field(default=None, validation_alias="WEAVIATE_API_KEY")
     weaviate_grpc_port: int = Field(default=50051, ge=1, le=65535, validation_alias="WEAVIATE_GRPC_PORT")
+    # Where gRPC answers when that is not WEAVIATE_URL's host: Weaviate's Helm chart serves it from a
+    # Service of its own (weaviate-grpc). Unset: the host of WEAVIATE_URL.
+    weaviate_grpc_host: str | None = Field(default=None, validation_alias="WEAVIATE_GRPC_HOST")
     # The collection, and how it is laid out on a cluster (applied when lorebot creates it).
     weaviate_collection: str = Field(default="LorebotChunk", pattern=r"^[A-Z][_0-9A-Za-z]*$",
                                      validation_alias="LOREBOT_WEAVIATE_COLLECTION")
@@ -149,6 +152,13 @@ class Settings(BaseSettings):
     # Slack's own payloads stay far below this; anything larger is refused before it is read.
     max_request_bytes: int = Field(default=1_048_576, ge=16_384, validation_alias="LOREBOT_MAX_REQUEST_BYTES")
 
+    # Observability. Prometheus metrics are at /metrics on the bot's HTTP port; in Socket Mode and in
+    # the scheduler (no HTTP server of their own) on this port instead (0: not served).
+    metrics_port: int = Field(default=9100, ge=0, le=65535, validation_alias="LOREBOT_METRICS_PORT")
+    metrics_host: str = Field(default="0.0.0.0", validation_alias="LOREBOT_METRICS_HOST")
+    # Log lines as text (for a terminal) or one JSON object each (for a log collector).
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOREBOT_LOG_FORMAT")
+
     # The scheduler (lorebot scheduler), in UTC. A schedule is a crontab line (minute hour day
     # month weekday) with weekdays by name: APScheduler 3 counts 0 as Monday, cron as Sunday.
     reconcile_every_minutes: int = Field(default=15, ge=1, le=1440, validation_alias="LOREBOT_RECONCILE_EVERY_MINUTES")
@@ -159,6 +169,11 @@ class Settings(BaseSettings):
     reingest_every_minutes: int = Field(default=60, ge=1, le=10_080, validation_alias="LOREBOT_REINGEST_EVERY_MINUTES")
     # Training waits until this many eligible examples are new since the last adapter.
     train_min_new_examples: int = Field(default=50, ge=1, validation_alias="LOREBOT_TRAIN_MIN_NEW_EXAMPLES")
+    # The train job runs this shell command instead of training in the scheduler's process (e.g.
+    # deploy/hooks/run-train-job.sh: a Kubernetes Job on a GPU node that runs `lorebot train --json`).
+    # Its exit status is the run's outcome, its last output line the detail. Unset: train in-process.
+    train_command: str | None = Field(default=None, validation_alias="LOREBOT_TRAIN_COMMAND")
+    train_command_timeout_s: float = Field(default=86_400.0, gt=0, validation_alias="LOREBOT_TRAIN_COMMAND_TIMEOUT_S")
     # What the reingest job reads, each with its scope (JSON): [{"path": "/srv/handbook", "public": true},
     # {"path": "/srv/eng", "channels": ["C0123"], "source_url": "https://wiki/eng"}]. Documents whose
     # files are gone from a path are removed.

@@ -8,6 +8,13 @@ App Home); an exception is recorded as a failed run and the scheduler carries on
 
 from __future__ import annotations
 
+import contextvars
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -19,6 +26,8 @@ from bot.config import Settings, Source, load_settings
 from knowledge.access import Scope
 from training.jobs_log import Outcome, failed, ok, skipped
 from training.schedule import JobSpec, crontab_fields
+
+log = logging.getLogger(__name__)
 
 HOUR = 3600
 
@@ -74,14 +83,83 @@ _TRAINING_OUTCOMES = {"skipped": skipped, "refused": ok, "promoted": ok, "promot
 
 def train_if_enough() -> Outcome:
     """Train, evaluate and maybe promote an adapter, if enough eligible examples are new since
-    the last one (``LOREBOT_TRAIN_MIN_NEW_EXAMPLES``); otherwise a skipped run that says how many."""
+    the last one (``LOREBOT_TRAIN_MIN_NEW_EXAMPLES``); otherwise a skipped run that says how many.
+
+    With ``LOREBOT_TRAIN_COMMAND`` set, that command trains instead (a GPU Job that runs
+    ``lorebot train --json``), and its exit status and last output line are the outcome."""
+    settings = load_settings()
+    if settings.train_command:
+        return run_train_command(settings.train_command, timeout_s=settings.train_command_timeout_s)
     from training.pipeline import run_training
 
-    with _services() as services:
+    with _services(settings) as services:
         result = run_training(services.feedback, services.registry, services.training_plan(),
                               work_dir=services.settings.data_dir / "training", progress=False)
-    detail = result.detail if result.outcome != "refused" else f"{result.version} not promoted: {result.detail}"
-    return _TRAINING_OUTCOMES.get(result.outcome, failed)(detail)
+    return _training_outcome(result.as_json())
+
+
+def _training_outcome(result: dict) -> Outcome:
+    """A training run's result (``lorebot train --json``) as the job log records it."""
+    outcome, detail = result.get("outcome"), str(result.get("detail") or "")
+    if outcome == "refused":
+        detail = f"{result.get('version')} not promoted: {detail}"
+    return _TRAINING_OUTCOMES.get(outcome, failed)(detail)
+
+
+def run_train_command(command: str, *, timeout_s: float) -> Outcome:
+    """Run ``command`` with ``sh -c``, its output (stdout and stderr) logged line by line as it
+    comes. Exit 0 whose last line is ``lorebot train --json``'s result: that result's outcome;
+    exit 0 otherwise: ok, with the last line; anything else: failed, with the last line."""
+    log.info("training with LOREBOT_TRAIN_COMMAND: %s", command)
+    try:
+        process = subprocess.Popen(command, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+    except OSError as e:
+        return failed(f"the training command could not start ({type(e).__name__}: {e})")
+    last_line: list[str] = [""]
+    # In the run's context, so the command's lines carry the run's request ID in the logs.
+    reader = threading.Thread(target=contextvars.copy_context().run, args=(_log_lines, process.stdout, last_line),
+                              name="lorebot-train-output", daemon=True)
+    reader.start()
+    try:
+        status = process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        reader.join(timeout=5)
+        return failed(f"the training command did not finish within {timeout_s:.0f} s and was stopped"
+                      + (f"; its last line: {last_line[0]}" if last_line[0] else ""))
+    reader.join(timeout=5)
+    line = last_line[0]
+    if status != 0:
+        return failed(f"the training command exited with status {status}" + (f": {line}" if line else ""))
+    try:
+        result = json.loads(line)
+    except ValueError:
+        result = None
+    if isinstance(result, dict) and "outcome" in result:
+        return _training_outcome(result)
+    return ok(line or "the training command finished")
+
+
+def _log_lines(stream, last_line: list[str]) -> None:
+    for raw in stream:
+        line = raw.rstrip()
+        if line:
+            log.info("train command: %s", line)
+            last_line[0] = line
+    stream.close()
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Stop the command and whatever it started (its own process group)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
 
 
 def reingest_sources() -> Outcome:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Promotion hook for vLLM: load adapter LOREBOT_ADAPTER_VERSION into a running vLLM server, no
 # restart needed. vLLM must run with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True
-# (deploy/compose.yaml's vllm service does).
+# (deploy/docker-compose.yml's vllm service does).
 #
 # POSTs {"lora_name": ..., "lora_path": ...} to /v1/load_lora_adapter (an adapter vLLM already
 # has under that name counts as loaded), then checks that GET /v1/models lists it.

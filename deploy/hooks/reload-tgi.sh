@@ -15,7 +15,7 @@
 #   LOREBOT_ADAPTER_VERSION  the adapter being promoted (required; only reported here)
 #   TGI_URL                  where TGI answers (default http://127.0.0.1:8081, compose's port)
 #   LOREBOT_RESTART_COMMAND  how to restart TGI, run with sh -c (default: docker compose restart
-#                            of deploy/compose.yaml's tgi service). For Kubernetes, wait for the
+#                            of deploy/docker-compose.yml's tgi service). For Kubernetes, wait for the
 #                            rollout too, or the old pod answers /health until it is replaced:
 #                            kubectl rollout restart deployment/lorebot-tgi &&
 #                            kubectl rollout status deployment/lorebot-tgi --timeout=600s
@@ -75,7 +75,7 @@ if [ -n "${LOREBOT_RESTART_COMMAND:-}" ]; then
     log "promoting $version: restarting TGI ($restart_text)"
     if bounded sh -c "$LOREBOT_RESTART_COMMAND"; then status=0; else status=$?; fi
 else
-    compose_file="$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)/compose.yaml"
+    compose_file="$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)/docker-compose.yml"
     restart_text="docker compose -f $compose_file restart tgi"
     log "promoting $version: restarting TGI ($restart_text)"
     if bounded docker compose -f "$compose_file" restart tgi; then status=0; else status=$?; fi

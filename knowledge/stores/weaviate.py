@@ -59,6 +59,8 @@ class WeaviateOptions:
     url: str
     api_key: str | None = None
     grpc_port: int = 50051
+    # None: the REST URL's host (Weaviate's Helm chart serves gRPC from a Service of its own).
+    grpc_host: str | None = None
     collection: str = "LorebotChunk"
     timeout_s: float = 10.0
     startup_timeout_s: float = 5.0
@@ -152,14 +154,16 @@ class WeaviateStore:
         from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 
         host, port, secure = parse_url(self.options.url)
-        where = f"Weaviate at {self.options.url} (gRPC port {self.options.grpc_port})"
+        grpc_host = self.options.grpc_host or host
+        where = (f"Weaviate at {self.options.url} (gRPC port {self.options.grpc_port})" if grpc_host == host
+                 else f"Weaviate at {self.options.url} (gRPC at {grpc_host}:{self.options.grpc_port})")
         timeout = Timeout(init=self.options.startup_timeout_s, query=self.options.timeout_s,
                           insert=max(self.options.timeout_s, 60.0))
 
         def connect():
             client = weaviate.connect_to_custom(
                 http_host=host, http_port=port, http_secure=secure,
-                grpc_host=host, grpc_port=self.options.grpc_port, grpc_secure=secure,
+                grpc_host=grpc_host, grpc_port=self.options.grpc_port, grpc_secure=secure,
                 auth_credentials=Auth.api_key(self.options.api_key) if self.options.api_key else None,
                 additional_config=AdditionalConfig(timeout=timeout),
                 # The client's own start-up checks include a request to pypi.org for its latest
@@ -169,7 +173,7 @@ class WeaviateStore:
             try:
                 if not client.is_ready():
                     raise _NotReadyYet("it answers but is not ready yet (/v1/.well-known/ready)")
-                _wait_for_grpc(host, self.options.grpc_port, secure=secure, timeout_s=self.options.startup_timeout_s)
+                _wait_for_grpc(grpc_host, self.options.grpc_port, secure=secure, timeout_s=self.options.startup_timeout_s)
             except BaseException:
                 client.close()
                 raise

@@ -30,7 +30,7 @@ LOAD_VLLM = DEPLOY / "hooks" / "load-vllm-adapter.sh"
 
 
 def compose() -> dict:
-    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
 
 
 def k8s_documents() -> dict[str, dict]:
@@ -143,7 +143,8 @@ def test_compose_keeps_vllm_behind_a_profile_with_runtime_lora_loading():
     spec = compose()["services"]
     vllm = spec["vllm"]
     assert vllm["profiles"] == ["vllm"]
-    assert "profiles" not in spec["tgi"] and "profiles" not in spec["weaviate"]
+    # TGI and Weaviate belong to the full stack, which deploy/.env.example makes the default.
+    assert spec["tgi"]["profiles"] == ["full"] and spec["weaviate"]["profiles"] == ["full"]
     args = [with_defaults(str(a)) for a in vllm["command"]]
     assert "--enable-lora" in args
     assert option(args, "--max-lora-rank") == "64"

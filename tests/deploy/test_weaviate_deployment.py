@@ -13,14 +13,14 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def compose_service() -> dict:
-    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]["weaviate"]
+    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["weaviate"]
 
 
 def test_compose_pins_weaviate_and_keeps_its_data():
     service = compose_service()
     image = service["image"]
     assert re.fullmatch(r"cr\.weaviate\.io/semitechnologies/weaviate:\d+\.\d+\.\d+", image), image
-    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     volume, mount = service["volumes"][0].split(":")
     assert volume in compose["volumes"] and mount == service["environment"]["PERSISTENCE_DATA_PATH"]
 

@@ -504,9 +504,9 @@ class _Collection:
 
 
 def deployed_version() -> str:
-    """The Weaviate version ``deploy/compose.yaml`` pins: tests make the fake report it, since the
+    """The Weaviate version ``deploy/docker-compose.yml`` pins: tests make the fake report it, since the
     client picks its wire formats by server version."""
-    compose = Path(__file__).resolve().parents[2] / "deploy" / "compose.yaml"
+    compose = Path(__file__).resolve().parents[2] / "deploy" / "docker-compose.yml"
     return re.search(r"semitechnologies/weaviate:(\d+\.\d+\.\d+)", compose.read_text()).group(1)
 
 

@@ -233,6 +233,24 @@ def test_the_api_key_is_sent_and_a_wrong_one_is_named():
             open_store(server.url, server.grpc_port, api_key="wrong-key", retries=0)
 
 
+def test_grpc_can_be_served_from_another_host_than_rest(fake, monkeypatch):
+    # Weaviate's Helm chart: REST behind the Service "weaviate", gRPC behind "weaviate-grpc".
+    import weaviate
+
+    connected = []
+    real_connect = weaviate.connect_to_custom
+
+    def recording_connect(**kwargs):
+        connected.append(kwargs)
+        return real_connect(**kwargs)
+
+    monkeypatch.setattr(weaviate, "connect_to_custom", recording_connect)
+    store = open_store(f"http://localhost:{fake.http_port}", fake.grpc_port, grpc_host="127.0.0.1")
+    store.search(request("anything"), audience(GENERAL))
+    store.close()
+    assert (connected[0]["http_host"], connected[0]["grpc_host"]) == ("localhost", "127.0.0.1")
+
+
 def test_a_collection_built_for_another_model_is_refused(fake):
     open_store(fake.url, fake.grpc_port).close()
     with pytest.raises(StoreError, match="built with embedding model 'test-model'"):
