@@ -4,7 +4,6 @@ scrapes say so; the scheduler's runs are counted on its own metrics server."""
 from __future__ import annotations
 
 import http.client
-import shutil
 import time
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
@@ -13,14 +12,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from slack_sdk import WebClient
 
-from bot.app import build_job_scheduler, build_services
+from bot.app import build_job_scheduler
 from bot.config import load_settings
 from bot.metrics import Metrics, start_metrics_server
-from knowledge.access import Scope
 from tests.fakes import slack_requests as sr
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.scenarios.conftest import _no_proxies, lorebot, model_bot, slack, start_bot, stop_bot, tgi  # noqa: F401
 from tests.scenarios.test_slack_bot import ON_CALL, VENDOR, mention
+from tests.scenarios.test_slack_failures import broken_index
 from training.feedback import FeedbackStore, Interaction, new_interaction_id
 from training.jobs_log import JobLog
 from training.database import open_engine
@@ -112,15 +111,7 @@ def test_the_metrics_endpoint_counts_answers_stages_fallbacks_and_votes(model_bo
 
 
 def test_an_answer_that_fails_counts_as_an_error(slack, real_embedder, tmp_path):
-    data_dir = tmp_path / "data"
-    services = build_services(load_settings(data_dir=data_dir), embedder=real_embedder)
-    doc = tmp_path / "docs" / "on-call.md"
-    doc.parent.mkdir()
-    doc.write_text("# On-call\n\nA page escalates to the secondary after 10 minutes without an acknowledgement.\n")
-    assert services.ingestor.ingest_paths([doc.parent], scope=Scope.public()).ok
-    services.close()
-    for data in data_dir.glob("index/*.lance/data"):
-        shutil.rmtree(data)  # the store fails on every search
+    data_dir = broken_index(tmp_path, real_embedder)
 
     running = start_bot(slack, data_dir, real_embedder, tmp_path)
     try:

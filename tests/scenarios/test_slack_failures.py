@@ -16,19 +16,26 @@ from tests.scenarios.conftest import BOT_TOKEN, SIGNING_SECRET, start_bot, stop_
 from tests.scenarios.test_slack_bot import ON_CALL, mention, texts
 
 
-def test_a_broken_index_gets_an_apology_in_the_thread_not_silence(slack, real_embedder, tmp_path):
+def broken_index(tmp_path, embedder):
+    """A data directory whose index fails on every search: its data files are gone (a bad disk, a
+    botched restore…)."""
     from bot.app import build_services
     from bot.config import load_settings
 
     data_dir = tmp_path / "data"
-    services = build_services(load_settings(data_dir=data_dir), embedder=real_embedder)
+    services = build_services(load_settings(data_dir=data_dir), embedder=embedder)
     doc = tmp_path / "docs" / "on-call.md"
     doc.parent.mkdir()
     doc.write_text("# On-call\n\nA page escalates to the secondary after 10 minutes without an acknowledgement.\n")
     assert services.ingestor.ingest_paths([doc.parent], scope=Scope.public()).ok
     services.close()
     for data in data_dir.glob("index/*.lance/data"):
-        shutil.rmtree(data)  # the index's data files are gone (a bad disk, a botched restore…)
+        shutil.rmtree(data)
+    return data_dir
+
+
+def test_a_broken_index_gets_an_apology_in_the_thread_not_silence(slack, real_embedder, tmp_path):
+    data_dir = broken_index(tmp_path, real_embedder)
 
     running = start_bot(slack, data_dir, real_embedder, tmp_path)
     try:
