@@ -75,9 +75,8 @@ def register(app: typer.Typer, services: ServicesFactory, out: Console, err: Con
         for column in ("", "version", "created", "train loss", "held-out loss"):
             table.add_column(column)
         for v in versions:
-            gate = v.metrics.get("gate") or {}
             table.add_row("→" if v.promoted else "", v.name, v.created.strftime("%Y-%m-%d %H:%M"),
-                          _number(v.metrics.get("train_loss")), _number(gate.get("candidate_loss")))
+                          _number(v.metrics.get("train_loss")), _number(v.evaluation.get("candidate_loss")))
         out.print(table)
 
     @adapters_app.command("promote")

@@ -44,12 +44,13 @@ class AdapterVersion:
     name: str
     path: Path
     created: datetime
-    metrics: dict
+    metrics: dict  # training's metrics.json
+    evaluation: dict  # the gate's eval_report.json ({} until it has run)
     promoted: bool = False
 
     def as_json(self) -> dict:
         return {"version": self.name, "path": str(self.path), "created": self.created.isoformat(),
-                "promoted": self.promoted, "metrics": self.metrics}
+                "promoted": self.promoted, "metrics": self.metrics, "evaluation": self.evaluation}
 
 
 # A hook gets the version and its directory; it raises (or a command exits non-zero) to refuse.
@@ -77,7 +78,8 @@ class AdapterRegistry:
         for path in self.root.iterdir():
             if _VERSION.match(path.name) and (path / ADAPTER_CONFIG).is_file():
                 found.append(AdapterVersion(name=path.name, path=path, created=_mtime(path),
-                                            metrics=_read_json(path / "metrics.json"), promoted=path.name == promoted))
+                                            metrics=_read_json(path / "metrics.json"),
+                                evaluation=_read_json(path / "eval_report.json"), promoted=path.name == promoted))
         return sorted(found, key=lambda v: _number(v.name))
 
     def path(self, version: str) -> Path:

@@ -19,7 +19,7 @@ def test_adapters_list_promote_and_rollback(tmp_path, monkeypatch):
     monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path))
     registry = AdapterRegistry(tmp_path / "adapters")
     assert "No adapters trained yet" in run("adapters", "list").stdout
-    v1, v2 = add_version(registry, loss=0.9), add_version(registry, loss=0.7)
+    v1, v2 = add_version(registry, loss=0.9), add_version(registry, loss=0.7, heldout_loss=0.8123)
 
     assert run("adapters", "promote", v1).exit_code == 0
     result = run("adapters", "promote", v2)
@@ -28,7 +28,7 @@ def test_adapters_list_promote_and_rollback(tmp_path, monkeypatch):
     assert listed["promoted"] == v2 and [a["version"] for a in listed["adapters"]] == [v1, v2]
     assert listed["adapters"][1]["metrics"] == {"train_loss": 0.7}
     shown = run("adapters", "list").stdout
-    assert "→" in shown and "0.7000" in shown
+    assert "→" in shown and "0.7000" in shown and "0.8123" in shown  # train and held-out loss
 
     result = run("adapters", "rollback")
     assert result.exit_code == 0 and f"{v1} is in service again" in result.stdout

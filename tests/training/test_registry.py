@@ -11,10 +11,12 @@ import pytest
 from training.registry import ADAPTER_CONFIG, AdapterRegistry, RegistryError, command_hook
 
 
-def add_version(registry: AdapterRegistry, loss: float = 1.0) -> str:
+def add_version(registry: AdapterRegistry, loss: float = 1.0, heldout_loss: float | None = None) -> str:
     name, partial = registry.reserve()
     (partial / ADAPTER_CONFIG).write_text("{}")
     (partial / "metrics.json").write_text(json.dumps({"train_loss": loss}))
+    if heldout_loss is not None:  # as the gate writes it
+        (partial / "eval_report.json").write_text(json.dumps({"candidate_loss": heldout_loss}))
     registry.commit(name, partial)
     return name
 
