@@ -28,7 +28,6 @@ class ServerInfo:
     base_model: str
     max_input_tokens: int
     max_total_tokens: int
-    listed_models: frozenset[str]
     version: str | None = None
 
     def describe(self) -> str:
@@ -61,16 +60,14 @@ def probe_server(url: str, *, token: str | None, timeout_s: float) -> ServerInfo
         max_input = int(info.get("max_input_tokens") or info.get("max_input_length") or FALLBACK_CONTEXT_TOKENS - 1)
         max_total = int(info.get("max_total_tokens") or max_input + 1)
         return ServerInfo(url=url, kind="tgi", model_id=str(info["model_id"]), base_model="tgi",
-                          max_input_tokens=max_input, max_total_tokens=max_total,
-                          listed_models=frozenset(listed) or frozenset({str(info["model_id"])}),
-                          version=info.get("version"))
+                          max_input_tokens=max_input, max_total_tokens=max_total, version=info.get("version"))
     if not listed:
         raise ServerRefused(f"{url} does not look like a generation server: neither /info (TGI) nor "
                             "/v1/models (OpenAI-compatible) answered")
     total = max_model_len or FALLBACK_CONTEXT_TOKENS
     # vLLM lists the base model first, then the LoRA adapters it has loaded.
     return ServerInfo(url=url, kind="openai-compatible", model_id=listed[0], base_model=listed[0],
-                      max_input_tokens=total - 1, max_total_tokens=total, listed_models=frozenset(listed))
+                      max_input_tokens=total - 1, max_total_tokens=total)
 
 
 def _json_or_none(response: httpx2.Response) -> dict | None:

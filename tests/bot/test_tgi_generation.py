@@ -162,8 +162,7 @@ def test_passages_are_packed_best_first_and_the_prompt_never_exceeds_the_budget(
     for limit in (500, 900, 1500):
         with FakeTGI(max_input_tokens=limit, max_total_tokens=limit + 300) as tgi:
             draft = generator(tgi, max_answer_tokens=200).generate(ask(passages=long))
-            [request] = tgi.chat_requests()
-            assert not [r for r in tgi.requests if r.path == "/v1/chat/completions" and r.json is None]
+            [request] = tgi.chat_requests()  # one request: the server never refused it as too long
             prompt_tokens = FakeTGI.count_prompt_tokens(request["messages"])
             assert prompt_tokens <= limit and prompt_tokens + request["max_tokens"] <= limit + 300
             content = user_message(request)
