@@ -5,11 +5,12 @@ Every other module receives the values it needs from the composition root (``bot
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from knowledge.errors import ConfigurationError
 
@@ -238,6 +239,21 @@ def load_settings(**overrides: object) -> Settings:
             f"{_setting_name(err['loc'])}{err['msg'].removeprefix('Value error, ')}" for err in e.errors()
         )
         raise ConfigurationError(f"invalid configuration: {problems}") from e
+    except SettingsError as e:  # a list or mapping setting whose value is not JSON
+        field = re.search(r'field "(\w+)"', str(e))
+        info = Settings.model_fields.get(field.group(1)) if field else None
+        name = info.validation_alias if info is not None else "a setting"
+        raise ConfigurationError(f"invalid configuration: {name} must be JSON, e.g. "
+                                 f"{_JSON_EXAMPLES.get(str(name), '[...] or {...}')}") from e
+
+
+# What a well-formed value of each JSON setting looks like, for the error message.
+_JSON_EXAMPLES = {
+    "LOREBOT_CHANNEL_ADAPTERS": '{"C0123ABCD": "lorebot-v0003"}',
+    "LOREBOT_TRAINABLE_CHANNELS": '["C0123ABCD"]',
+    "LOREBOT_LORA_TARGET_MODULES": '["q_proj", "v_proj"]',
+    "LOREBOT_SOURCES": '[{"path": "/srv/handbook", "public": true}]',
+}
 
 
 def _setting_name(location: tuple) -> str:

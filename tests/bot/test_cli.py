@@ -119,6 +119,18 @@ def test_invalid_setting_is_a_clear_error(run, monkeypatch):
     assert "LOREBOT_MIN_SIMILARITY" in result.stderr and "number" in result.stderr
 
 
+@pytest.mark.parametrize(("name", "value", "example"), [
+    ("LOREBOT_CHANNEL_ADAPTERS", "C0OPS:ops-v2", '{"C0123ABCD": "lorebot-v0003"}'),
+    ("LOREBOT_TRAINABLE_CHANNELS", "C0OPS,C0SRE", '["C0123ABCD"]'),
+])
+def test_a_json_setting_that_is_not_json_is_a_clear_error(run, monkeypatch, name, value, example):
+    monkeypatch.setenv(name, value)
+    result = run("ask", "q", "--channel", "C0GENERAL")
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert f"{name} must be JSON, e.g. {example}" in message and "unexpected" not in message
+
+
 @pytest.mark.parametrize("question", ["", "   ", "???"])
 def test_an_empty_question_is_a_clear_error(run, question):
     result = run("ask", question, "--channel", "C0GENERAL")
