@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from knowledge.types import Chunk, Document
+from knowledge.types import Chunk, Document, StoredChunk
 
 # Letter runs, digit runs, and single punctuation marks: BERT's basic tokenizer splits the same way.
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|_|[^\w\s]")
@@ -402,3 +402,51 @@ def _tail(text: str, limit: int) -> str:
         if best:
             return best
     return ""
+
+
+def strip_overlap(previous: str, following: str) -> str:
+    """``following`` without the words it repeats from the end of ``previous`` (chunk overlap).
+
+    >>> strip_overlap("one two three four", "three four five six")
+    'five six'
+    """
+    before = previous.split()
+    words = list(re.finditer(r"\S+", following))
+    after = [w.group() for w in words]
+    for size in range(min(len(before), len(after)), 0, -1):
+        if before[-size:] == after[:size]:
+            return following[words[size - 1].end():].strip()  # keeps the line breaks that follow
+    return following
+
+
+def document_text(chunks: list[Chunk] | list[StoredChunk]) -> str:
+    """A document's text rebuilt from its chunks: the title, each heading where its section starts,
+    and the text once (the overlap between consecutive chunks removed). What document-level BM25 reads.
+
+    >>> from knowledge.types import Chunk
+    >>> parts = [Chunk("d:0", "d", 0, "Guide", (), "Intro one two."), Chunk("d:1", "d", 1, "Guide", ("Setup",), "Run it."),
+    ...          Chunk("d:2", "d", 2, "Guide", ("Setup",), "Run it. Then stop.")]
+    >>> document_text(parts)
+    'Guide\\nIntro one two.\\nSetup\\nRun it.\\nThen stop.'
+    """
+    ordered = sorted(chunks, key=lambda c: c.position)
+    lines = [ordered[0].title] if ordered and ordered[0].title else []
+    previous = None
+    for chunk in ordered:
+        same_section = previous is not None and previous.heading_path == chunk.heading_path
+        if not same_section:
+            shared = 0 if previous is None else _common_prefix(previous.heading_path, chunk.heading_path)
+            lines.extend(h for h in chunk.heading_path[shared:] if h != chunk.title)
+        follows = same_section and chunk.position == previous.position + 1
+        text = strip_overlap(previous.text, chunk.text) if follows else chunk.text
+        if text:
+            lines.append(text)
+        previous = chunk
+    return "\n".join(lines)
+
+
+def _common_prefix(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    shared = 0
+    while shared < min(len(a), len(b)) and a[shared] == b[shared]:
+        shared += 1
+    return shared

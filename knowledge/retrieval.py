@@ -6,13 +6,13 @@ collapsed to one passage per document, and the relevance floor decides whether a
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from knowledge.access import Audience, filter_for
+from knowledge.chunking import strip_overlap
 from knowledge.embedding import Embedder
 from knowledge.errors import QuestionError
 from knowledge.stores.base import SearchMode, SearchRequest, VectorStore
@@ -125,18 +125,3 @@ def _passage(group: list[ScoredChunk]) -> Passage:
         heading_path=best.heading_path, text=text, scope=best.scope, score=group[0].score,
         similarity=max(h.similarity for h in group), also_matched=tuple(c.chunk_id for c in ordered if c != best),
     )
-
-
-def strip_overlap(previous: str, following: str) -> str:
-    """``following`` without the words it repeats from the end of ``previous`` (chunk overlap).
-
-    >>> strip_overlap("one two three four", "three four five six")
-    'five six'
-    """
-    before = previous.split()
-    words = list(re.finditer(r"\S+", following))
-    after = [w.group() for w in words]
-    for size in range(min(len(before), len(after)), 0, -1):
-        if before[-size:] == after[:size]:
-            return following[words[size - 1].end():].strip()  # keeps the line breaks that follow
-    return following

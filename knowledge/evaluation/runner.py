@@ -85,6 +85,7 @@ def build_eval_index(
     marker = _read_marker(path)
     store = open_store(path)
     if marker is not None and store.count() == marker["chunks"]:
+        store.optimize()  # cheap when current; brings an index cached by an older lorebot up to date
         if progress:
             progress(len(dataset.corpus), len(dataset.corpus))
         return store, EvalIndex(path=path, documents=marker["documents"], chunks=marker["chunks"],

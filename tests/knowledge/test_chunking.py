@@ -8,7 +8,7 @@ import re
 import pytest
 
 from knowledge.access import Scope
-from knowledge.chunking import ChunkingOptions, chunk_document, estimate_tokens
+from knowledge.chunking import ChunkingOptions, chunk_document, document_text, estimate_tokens
 from knowledge.types import Chunk, Document
 
 VOCABULARY = (
@@ -377,3 +377,25 @@ def test_a_long_table_repeats_its_header_in_every_chunk():
         assert estimate_tokens(chunk.embedding_text) <= 120
     for n in range(60):
         assert any(f"| {n} minutes |" in c.text for c in table_chunks)
+
+
+def test_document_text_is_every_word_once_with_headings_where_sections_start() -> None:
+    body = " ".join(f"word{i}." for i in range(400))
+    doc = Document(doc_id="d", title="Guide", source="", path="", content_hash="", scope=Scope.public(),
+                   text=f"# Guide\n\nIntro text.\n\n## Setup\n\n{body}\n\n### Linux\n\nApt install.\n\n## Usage\n\nRun it.")
+    chunks = chunk_document(doc, ChunkingOptions(max_tokens=64, overlap_tokens=10))
+    overlapping = [b for a, b in zip(chunks, chunks[1:]) if a.text.split()[-1] in b.text.split()]
+    assert len(chunks) > 4 and overlapping  # the chunker did repeat words between neighbours
+    rebuilt = document_text(list(reversed(chunks)))  # order comes from the positions
+    lines = rebuilt.split("\n")
+    assert lines[:3] == ["Guide", "Intro text.", "Setup"]
+    assert lines[-4:] == ["Linux", "Apt install.", "Usage", "Run it."]
+    words = re.findall(r"word\d+", rebuilt)
+    assert words == [f"word{i}" for i in range(400)]  # the overlap between chunks is not repeated
+
+
+def test_document_text_keeps_both_sides_of_a_gap() -> None:
+    # Chunks 0 and 2 only (the middle one missing): no overlap is assumed across the gap.
+    parts = [Chunk("d:0", "d", 0, "T", (), "alpha beta"), Chunk("d:2", "d", 2, "T", (), "beta gamma")]
+    assert document_text(parts) == "T\nalpha beta\nbeta gamma"
+    assert document_text([]) == ""

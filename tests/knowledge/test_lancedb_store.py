@@ -152,3 +152,89 @@ def test_winners_are_read_by_chunk_id_when_compaction_moved_their_rows(tmp_path,
     assert set(rows) == set(old_row_ids)
     for cid, row in rows.items():
         assert row["text"] == f"chunk number {cid.split(':')[0][1:]}"
+
+
+# -- document-level BM25 ------------------------------------------------------------------------
+
+def _keyword_ranking(store: LanceStore, text: str, channel: str = "C0ANY") -> list[str]:
+    return [h.chunk.chunk_id for h in store.search(request(text, mode="bm25"), audience(channel))]
+
+
+def _spread_and_single(store: LanceStore) -> None:
+    # "spread" answers the whole question across two chunks; "single" matches two of its words in
+    # one short chunk, a better chunk-level match than either of spread's.
+    store.upsert_documents({
+        "spread": chunks("spread", ["pods restart when the liveness probe fails after a while",
+                                    "the autoscaler then adds nodes to the cluster"], Scope.public()),
+        "single": chunks("single", ["pods restart nightly"], Scope.public()),
+        "other": chunks("other", ["lunch is served at noon"], Scope.public()),
+    })
+
+
+def test_a_chunk_also_scores_as_part_of_its_document(tmp_path):
+    store = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")
+    _spread_and_single(store)
+    store.optimize()
+    question = "why do pods restart and the autoscaler add nodes"
+    assert _keyword_ranking(store, question)[0].startswith("spread:")
+
+    # The same index as an older lorebot left it, without the documents table: chunk scores alone
+    # rank "single" first. optimize() builds the table from the chunks and the order follows.
+    store._db.drop_table("documents")
+    old = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")
+    ranking = _keyword_ranking(old, question)
+    assert ranking.index("single:0") < ranking.index("spread:0")
+    old.optimize()
+    assert _keyword_ranking(old, question)[0].startswith("spread:")
+    assert sorted(old._documents.to_arrow()["doc_id"].to_pylist()) == ["other", "single", "spread"]
+
+
+def test_document_scores_never_surface_what_the_audience_cannot_see(tmp_path):
+    store = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")
+    store.upsert_documents({
+        "fin": chunks("fin", ["vendor payments need the treasurer", "signature above fifty thousand"],
+                      Scope.channels(["C0FIN"])),
+        "pub": chunks("pub", ["payments are made on fridays"], Scope.public()),
+    })
+    store.optimize()
+    question = "vendor payments treasurer signature"
+    assert {c.split(":")[0] for c in _keyword_ranking(store, question, "C0ENG")} == {"pub"}
+    assert {h.chunk.doc_id for h in store.search(request(question), audience("C0ENG"))} == {"pub"}
+    assert _keyword_ranking(store, question, "C0FIN")[0].startswith("fin:")
+
+
+def test_the_documents_table_follows_every_write(tmp_path):
+    store = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")
+    _spread_and_single(store)
+
+    def texts() -> dict[str, str]:
+        rows = store._documents.to_arrow().to_pylist()
+        return {r["doc_id"]: r["search_text"] for r in rows}
+
+    assert texts()["spread"] == ("Doc\nSection\npods restart when the liveness probe fails after a while\n"
+                                 "the autoscaler then adds nodes to the cluster")
+    store.upsert_documents({"single": chunks("single", ["pods never restart now"], Scope.public())})
+    assert texts()["single"] == "Doc\nSection\npods never restart now"
+    store.rescope_document("single", Scope.channels(["C0OPS"]))
+    assert _keyword_ranking(store, "pods restart", "C0ELSE") == ["spread:0"]
+    store.delete_document("spread")
+    assert set(texts()) == {"single", "other"}
+
+
+def test_a_documents_table_that_cannot_be_written_is_dropped_then_rebuilt(tmp_path, caplog):
+    store = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")
+    _spread_and_single(store)
+    store.optimize()
+    # A documents table this version cannot write to (as a future or damaged one would be).
+    store._db.drop_table("documents")
+    store._db.create_table("documents", data=[{"doc_id": 1, "words": ["x"]}])
+    reopened = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")
+    with caplog.at_level("WARNING"):
+        reopened.upsert_documents({"new": chunks("new", ["pods restart on upgrade"], Scope.public())})
+    assert "document-level BM25 is off until the next optimize" in caplog.text
+    assert "documents" not in reopened._table_names()
+    # Keyword search goes on with chunk scores, and finds the new document.
+    assert "new:0" in _keyword_ranking(reopened, "pods restart upgrade")
+    reopened.optimize()
+    assert sorted(reopened._documents.to_arrow()["doc_id"].to_pylist()) == ["new", "other", "single", "spread"]
+    assert _keyword_ranking(reopened, "pods restart upgrade")[0] == "new:0"
