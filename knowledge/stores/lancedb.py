@@ -4,11 +4,12 @@
 and text; a label-list index on the scope, which serves the access pre-filter; a BTree on the chunk
 ID for upserts; and an ANN vector index once the table is large enough that exact search gets slow.
 
-``documents`` holds each document's whole text, rebuilt from its chunks, with a BM25 index of its
-own. It is only a ranking signal: a chunk's keyword score is its own BM25 score plus its document's
-(see ``DOCUMENT_MATCH_WEIGHT``), asked only for the documents of chunks the access filter already
-let through, so it can reorder what an audience may see but never add to it. Should it be missing
-or fail, keyword search goes on with chunk scores alone, and ``optimize`` rebuilds it.
+``documents`` holds each document's whole text, rebuilt from its chunks, and its scope, with a BM25
+index of its own. It is only a ranking signal: a chunk's keyword score is its own BM25 score plus
+its document's (see ``DOCUMENT_MATCH_WEIGHT``). The document query runs beside the chunk query,
+under the same access filter, and its scores only ever add to chunks the chunk query found, so it
+can reorder what an audience may see but never add to it. Should the table be missing or fail,
+keyword search goes on with chunk scores alone, and ``optimize`` rebuilds it.
 
 Below that size (``ann_min_rows``) the dense half of a search is exact. A long-running process
 (``vectors_in_memory``: the bot) answers it from an in-memory copy of the table
@@ -51,12 +52,12 @@ DOCUMENTS_TABLE = "documents"
 # words its neighbours hold, and BM25 over the whole document cannot say which part answers. The
 # two scores are added with equal weight, the choice that needs no tuning. On BEIR SciFact it raised
 # BM25 nDCG@10 from 0.683 to 0.696 (0.685 → 0.712 and 0.681 → 0.684 on the two fixed halves of the
-# queries) and hybrid from 0.734 to 0.742; weights of 0.5, 1.5 and 2 were worse on both halves.
+# queries) and hybrid from 0.734 to 0.739; weights of 0.5, 1.5 and 2 were worse on both halves.
 DOCUMENT_MATCH_WEIGHT = 1.0
 # How often a store without a documents table looks whether another process (an ingest) made one.
 _DOCUMENTS_RECHECK_S = 5.0
 _FTS = dict(language="English", stem=True, remove_stop_words=True)
-_DOCUMENTS_SCHEMA = pa.schema([("doc_id", pa.string()), ("search_text", pa.string())])
+_DOCUMENTS_SCHEMA = pa.schema([("doc_id", pa.string()), ("scope", pa.list_(pa.string())), ("search_text", pa.string())])
 _MODEL_KEY = b"lorebot.embedding_model"
 _ANN_SETTINGS = "ann.json"
 # An audience that sees fewer rows than this is searched exactly: cheap at that size, and an ANN
@@ -220,8 +221,7 @@ class LanceStore:
         If this fails the table is dropped rather than left stale; searches go on without it until
         ``optimize`` rebuilds it from the chunks.
         """
-        texts = [document_text(chunks) for chunks in chunks_by_doc.values()]
-        data = pa.table({"doc_id": list(chunks_by_doc), "search_text": texts}, schema=_DOCUMENTS_SCHEMA)
+        data = _documents_arrow(chunks_by_doc)
         try:
             if self._documents is None:
                 if self._table.count_rows() > sum(map(len, chunks_by_doc.values())):
@@ -244,6 +244,8 @@ class LanceStore:
         if self._table is None:
             return
         self._table.update(where=f"doc_id = {_quote(doc_id)}", values={"scope": scope.as_list()})
+        if self._documents is not None:
+            self._documents.update(where=f"doc_id = {_quote(doc_id)}", values={"scope": scope.as_list()})
 
     def delete_document(self, doc_id: str) -> None:
         if self._table is not None:
@@ -290,18 +292,22 @@ class LanceStore:
         existed, or a failed write), then bring its indexes up to date."""
         if self._documents is None:
             self._documents = self._open_documents()
+        if self._documents is not None and self._documents.schema != _DOCUMENTS_SCHEMA:
+            log.info("the documents table has another layout: rebuilding it")
+            self._drop_documents()
         if self._documents is None:
             log.info("building the document-level keyword index from the chunks")
             documents = self._db.create_table(DOCUMENTS_TABLE, schema=_DOCUMENTS_SCHEMA, mode="overwrite")
             for batch in self._document_batches(with_vectors=False):
-                texts = [document_text(chunks) for chunks in batch.values()]
-                documents.add(pa.table({"doc_id": list(batch), "search_text": texts}, schema=_DOCUMENTS_SCHEMA))
+                documents.add(_documents_arrow(batch))
             self._documents = documents
         existing = {ix.name for ix in self._documents.list_indices()}
         if "search_text_idx" not in existing:
             self._documents.create_index("search_text", config=FTS(**_FTS))
         if "doc_id_idx" not in existing:
             self._documents.create_index("doc_id", config=BTree())
+        if "scope_idx" not in existing:
+            self._documents.create_index("scope", config=LabelList())
         self._documents.optimize()
 
     def _build_ann_index(self, rows: int) -> None:
@@ -434,11 +440,13 @@ class LanceStore:
         where = access.lance_where()
         # Phase 1 ranks IDs only. BM25 starts first, in the background: it needs no vector, so it
         # runs while the question is embedded and the dense search runs (LanceDB releases the GIL).
-        keyword_job = self._pool.submit(self._keyword_ids, request, where) if request.mode != "dense" else None
+        words = keyword_query(request.text) if request.mode != "dense" else ""
+        keyword_job = self._pool.submit(self._keyword_ids, words, where, request.candidates) if words else None
+        document_job = self._pool.submit(self._document_scores, words, where, request.candidates) if words else None
         vector = request.query_vector()
         snapshot = self._vector_snapshot()
         dense = self._dense_ids(vector, request, access, snapshot) if request.mode != "bm25" else {}
-        keyword = keyword_job.result() if keyword_job else {}
+        keyword = _with_document_scores(keyword_job.result(), document_job.result()) if keyword_job else {}
         if request.mode == "dense":
             ranked = sorted(((cid, sim) for cid, (sim, _) in dense.items()), key=lambda item: -item[1])
         elif request.mode == "bm25":
@@ -506,30 +514,23 @@ class LanceStore:
             self._snapshot = VectorSnapshot.from_arrow(version=version, table=loaded)
             return self._snapshot
 
-    def _keyword_ids(self, request: SearchRequest, where: str) -> dict[str, tuple[float, int]]:
-        """``{chunk_id: (BM25 score, row id)}`` of the best keyword matches the filter allows."""
-        words = keyword_query(request.text)
-        if not words:
-            return {}
+    def _keyword_ids(self, words: str, where: str, limit: int) -> dict[str, tuple[float, int, str]]:
+        """``{chunk_id: (BM25 score, row id, doc_id)}`` of the best keyword matches the filter allows."""
         query = self._table.search(words, query_type="fts", fts_columns="search_text")
-        query = query.where(where, prefilter=True).limit(request.candidates).with_row_id(True)
+        query = query.where(where, prefilter=True).limit(limit).with_row_id(True)
         found = query.select(["chunk_id", "doc_id", "_score"]).to_arrow()
-        doc_ids = found["doc_id"].to_pylist()
-        of_document = self._document_scores(words, set(doc_ids))
-        scores = [score + DOCUMENT_MATCH_WEIGHT * of_document.get(doc_id, 0.0)
-                  for score, doc_id in zip(found["_score"].to_numpy().tolist(), doc_ids)]
-        return dict(zip(found["chunk_id"].to_pylist(), zip(scores, found["_rowid"].to_pylist())))
+        return dict(zip(found["chunk_id"].to_pylist(), zip(
+            found["_score"].to_numpy().tolist(), found["_rowid"].to_pylist(), found["doc_id"].to_pylist())))
 
-    def _document_scores(self, words: str, doc_ids: set[str]) -> dict[str, float]:
-        """``{doc_id: BM25 score of the whole document}`` for the given documents (those of chunks
-        the access filter allowed), or {} when the documents table is missing or fails."""
+    def _document_scores(self, words: str, where: str, limit: int) -> dict[str, float]:
+        """``{doc_id: BM25 score of the whole document}`` of the best matching documents the filter
+        allows, or {} when the documents table is missing or fails (chunk scores then rank alone)."""
         documents = self._documents_table()
-        if documents is None or not doc_ids:
+        if documents is None:
             return {}
-        where = f"doc_id IN ({', '.join(_quote(d) for d in sorted(doc_ids))})"
         try:
             query = documents.search(words, query_type="fts", fts_columns="search_text")
-            found = query.where(where, prefilter=True).limit(len(doc_ids)).select(["doc_id", "_score"]).to_arrow()
+            found = query.where(where, prefilter=True).limit(limit).select(["doc_id", "_score"]).to_arrow()
         except Exception as e:
             if not self._documents_failure_logged:
                 self._documents_failure_logged = True
@@ -593,6 +594,25 @@ class LanceStore:
         self._table = None
         self._documents = None
         self._db = None
+
+
+def _with_document_scores(chunks: dict[str, tuple[float, int, str]],
+                          documents: dict[str, float]) -> dict[str, tuple[float, int]]:
+    """``{chunk_id: (keyword score, row id)}``: each chunk's BM25 score plus its document's (0 when
+    its document is not among the best matching documents). Only found chunks are scored."""
+    return {
+        chunk_id: (score + DOCUMENT_MATCH_WEIGHT * documents.get(doc_id, 0.0), row_id)
+        for chunk_id, (score, row_id, doc_id) in chunks.items()
+    }
+
+
+def _documents_arrow(chunks_by_doc: dict[str, list[StoredChunk]]) -> pa.Table:
+    """Rows of the documents table: each document's whole text and its scope (its chunks share it)."""
+    return pa.table({
+        "doc_id": list(chunks_by_doc),
+        "scope": [chunks[0].scope.as_list() if chunks else [] for chunks in chunks_by_doc.values()],
+        "search_text": [document_text(chunks) for chunks in chunks_by_doc.values()],
+    }, schema=_DOCUMENTS_SCHEMA)
 
 
 def _search_text(chunk: StoredChunk) -> str:

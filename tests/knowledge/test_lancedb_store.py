@@ -217,6 +217,11 @@ def test_the_documents_table_follows_every_write(tmp_path):
     assert texts()["single"] == "Doc\nSection\npods never restart now"
     store.rescope_document("single", Scope.channels(["C0OPS"]))
     assert _keyword_ranking(store, "pods restart", "C0ELSE") == ["spread:0"]
+    scopes = {r["doc_id"]: r["scope"] for r in store._documents.to_arrow().to_pylist()}
+    assert scopes == {"single": ["C0OPS"], "spread": ["public"], "other": ["public"]}
+    # Its document-level score now counts for its own channel only.
+    assert store._document_scores("pods restart", audience("C0ELSE").lance_where(), 10).keys() == {"spread"}
+    assert store._document_scores("pods restart", audience("C0OPS").lance_where(), 10).keys() == {"spread", "single"}
     store.delete_document("spread")
     assert set(texts()) == {"single", "other"}
 
@@ -238,3 +243,15 @@ def test_a_documents_table_that_cannot_be_written_is_dropped_then_rebuilt(tmp_pa
     reopened.optimize()
     assert sorted(reopened._documents.to_arrow()["doc_id"].to_pylist()) == ["new", "other", "single", "spread"]
     assert _keyword_ranking(reopened, "pods restart upgrade")[0] == "new:0"
+
+
+def test_a_documents_table_of_another_layout_is_rebuilt_by_optimize(tmp_path):
+    store = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")
+    _spread_and_single(store)
+    store._db.drop_table("documents")
+    store._db.create_table("documents", data=[{"doc_id": "spread", "search_text": "an older layout"}])
+    reopened = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")
+    reopened.optimize()
+    rows = {r["doc_id"]: r for r in reopened._documents.to_arrow().to_pylist()}
+    assert set(rows) == {"spread", "single", "other"} and rows["single"]["scope"] == ["public"]
+    assert _keyword_ranking(reopened, "why do pods restart and the autoscaler add nodes")[0].startswith("spread:")
