@@ -185,6 +185,13 @@ class LanceStore:
                 log.debug("documents table not opened: %s", e)
         return self._documents
 
+    def _documents_to_write(self):
+        """The documents table for a write: a writer must not miss one another process made since
+        this store opened (it would leave that document's text or scope stale there)."""
+        if self._documents is None:
+            self._documents = self._open_documents()
+        return self._documents
+
     def _table_names(self) -> list[str]:
         listed = self._db.list_tables()
         return list(getattr(listed, "tables", listed))
@@ -223,7 +230,7 @@ class LanceStore:
         """
         data = _documents_arrow(chunks_by_doc)
         try:
-            if self._documents is None:
+            if self._documents_to_write() is None:
                 if self._table.count_rows() > sum(map(len, chunks_by_doc.values())):
                     return  # the index holds chunks from before: optimize() builds the table from all
                 self._documents = self._db.create_table(DOCUMENTS_TABLE, schema=_DOCUMENTS_SCHEMA, exist_ok=True)
@@ -244,13 +251,13 @@ class LanceStore:
         if self._table is None:
             return
         self._table.update(where=f"doc_id = {_quote(doc_id)}", values={"scope": scope.as_list()})
-        if self._documents is not None:
+        if self._documents_to_write() is not None:
             self._documents.update(where=f"doc_id = {_quote(doc_id)}", values={"scope": scope.as_list()})
 
     def delete_document(self, doc_id: str) -> None:
         if self._table is not None:
             self._table.delete(f"doc_id = {_quote(doc_id)}")
-        if self._documents is not None:
+        if self._documents_to_write() is not None:
             self._documents.delete(f"doc_id = {_quote(doc_id)}")
 
     def _to_arrow(self, chunks: list[StoredChunk]) -> pa.Table:
@@ -290,9 +297,7 @@ class LanceStore:
     def _optimize_documents(self) -> None:
         """Build the documents table from the chunks if it is missing (an index from before it
         existed, or a failed write), then bring its indexes up to date."""
-        if self._documents is None:
-            self._documents = self._open_documents()
-        if self._documents is not None and self._documents.schema != _DOCUMENTS_SCHEMA:
+        if self._documents_to_write() is not None and self._documents.schema != _DOCUMENTS_SCHEMA:
             log.info("the documents table has another layout: rebuilding it")
             self._drop_documents()
         if self._documents is None:

@@ -255,3 +255,17 @@ def test_a_documents_table_of_another_layout_is_rebuilt_by_optimize(tmp_path):
     rows = {r["doc_id"]: r for r in reopened._documents.to_arrow().to_pylist()}
     assert set(rows) == {"spread", "single", "other"} and rows["single"]["scope"] == ["public"]
     assert _keyword_ranking(reopened, "why do pods restart and the autoscaler add nodes")[0].startswith("spread:")
+
+
+def test_a_store_opened_before_the_documents_table_existed_still_keeps_it_current(tmp_path):
+    old = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")
+    _spread_and_single(old)
+    old._db.drop_table("documents")  # an index from before the table
+    long_running = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")  # sees no documents table
+    writer = LanceStore(tmp_path, dimension=DIMENSION, model_id="m")
+    writer.optimize()  # another process (an ingest) builds it
+
+    long_running.rescope_document("single", Scope.channels(["C0OPS"]))
+    long_running.delete_document("other")
+    rows = {r["doc_id"]: r["scope"] for r in writer._documents.to_arrow().to_pylist()}
+    assert rows == {"spread": ["public"], "single": ["C0OPS"]}
