@@ -15,7 +15,9 @@ Below that size (``ann_min_rows``) the dense half of a search is exact. A long-r
 (``vectors_in_memory``: the bot) answers it from an in-memory copy of the table
 (:mod:`knowledge.stores.memory_vectors`): a few milliseconds at 100k chunks, where LanceDB's own
 flat search over a pre-filtered table takes tens; a one-shot command lets LanceDB search, rather
-than load the whole table for one question. Above the threshold LanceDB's ANN index answers,
+than load the whole table for one question. Such a process also keeps the texts' BM25 postings in
+memory (:mod:`knowledge.stores.memory_keywords`, scored as LanceDB scores), built in the
+background whenever the tables change; until they are ready, LanceDB's full-text index answers. Above the threshold LanceDB's ANN index answers,
 except for audiences that see only a small part of the table, which are searched exactly.
 """
 
@@ -41,6 +43,7 @@ from knowledge.chunking import document_text
 from knowledge.errors import StoreError
 from knowledge.fusion import fuse
 from knowledge.stores.base import SearchRequest, whole_document_batches
+from knowledge.stores.memory_keywords import KeywordSnapshot
 from knowledge.stores.memory_vectors import VectorSnapshot
 from knowledge.types import DocumentInfo, ScoredChunk, StoredChunk
 
@@ -56,6 +59,10 @@ DOCUMENTS_TABLE = "documents"
 DOCUMENT_MATCH_WEIGHT = 1.0
 # How often a store without a documents table looks whether another process (an ingest) made one.
 _DOCUMENTS_RECHECK_S = 5.0
+# The in-memory keyword postings are rebuilt once the tables have stayed at one version this long:
+# an ingest writes batch after batch, and each rebuild reads and analyzes every text (about 10 s of
+# one core at 100k chunks). LanceDB's full-text index answers meanwhile, with the same scores.
+KEYWORD_SETTLE_S = 5.0
 _FTS = dict(language="English", stem=True, remove_stop_words=True)
 _DOCUMENTS_SCHEMA = pa.schema([("doc_id", pa.string()), ("scope", pa.list_(pa.string())), ("search_text", pa.string())])
 _MODEL_KEY = b"lorebot.embedding_model"
@@ -129,6 +136,7 @@ class LanceStore:
         rows_per_partition: int = ROWS_PER_PARTITION,
         exact_search_max_rows: int = EXACT_SEARCH_MAX_ROWS,
         vectors_in_memory: bool = False,
+        keyword_settle_s: float | None = KEYWORD_SETTLE_S,
     ):
         self.path = Path(path)
         self.exact_search_max_rows = exact_search_max_rows
@@ -137,6 +145,7 @@ class LanceStore:
         self.ann_min_rows = ann_min_rows
         self.rows_per_partition = rows_per_partition
         self.vectors_in_memory = vectors_in_memory
+        self.keyword_settle_s = keyword_settle_s
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             # Another process (an ingest) may write while this one serves: look for new versions often.
@@ -156,6 +165,11 @@ class LanceStore:
         self._snapshot_lock = threading.Lock()
         self._documents_checked = time.monotonic()
         self._documents_failure_logged = False
+        self._keywords: KeywordSnapshot | None = None
+        self._keywords_lock = threading.Lock()
+        self._keywords_build_lock = threading.Lock()
+        self._keywords_pending = False  # a thread waits for the writes to settle, then builds
+        self._keywords_skip: tuple | None = None  # versions not to build for: too big, or it failed
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -443,15 +457,27 @@ class LanceStore:
         if self._table is None:
             return []
         where = access.lance_where()
-        # Phase 1 ranks IDs only. BM25 starts first, in the background: it needs no vector, so it
-        # runs while the question is embedded and the dense search runs (LanceDB releases the GIL).
+        # Phase 1 ranks IDs only. The keyword half starts first, in the background: it needs no
+        # vector, so it runs while the question is embedded (the encoder releases the GIL) and the
+        # dense search runs. From the postings in memory when they are ready, else LanceDB's two
+        # BM25 queries (LanceDB releases the GIL too).
         words = keyword_query(request.text) if request.mode != "dense" else ""
-        keyword_job = self._pool.submit(self._keyword_ids, words, where, request.candidates) if words else None
-        document_job = self._pool.submit(self._document_scores, words, where, request.candidates) if words else None
+        keywords = self._keyword_snapshot() if words else None
+        keyword_job = document_job = None
+        if keywords is not None:
+            keyword_job = self._pool.submit(keywords.matches, words, access.allowed, request.candidates)
+        elif words:
+            keyword_job = self._pool.submit(self._keyword_ids, words, where, request.candidates)
+            document_job = self._pool.submit(self._document_scores, words, where, request.candidates)
         vector = request.query_vector()
         snapshot = self._vector_snapshot()
         dense = self._dense_ids(vector, request, access, snapshot) if request.mode != "bm25" else {}
-        keyword = _with_document_scores(keyword_job.result(), document_job.result()) if keyword_job else {}
+        if keyword_job is None:
+            keyword = {}
+        elif document_job is None:
+            keyword = _with_document_scores(*keyword_job.result())
+        else:
+            keyword = _with_document_scores(keyword_job.result(), document_job.result())
         if request.mode == "dense":
             ranked = sorted(((cid, sim) for cid, (sim, _) in dense.items()), key=lambda item: -item[1])
         elif request.mode == "bm25":
@@ -518,6 +544,93 @@ class LanceStore:
             # search finds the labels differ and reads again.
             self._snapshot = VectorSnapshot.from_arrow(version=version, table=loaded)
             return self._snapshot
+
+    def _keyword_snapshot(self) -> KeywordSnapshot | None:
+        """The in-memory keyword postings of the tables' current versions, or None: LanceDB then
+        answers, and postings for these versions are built in the background once they settle."""
+        if not self.vectors_in_memory or self._table is None:
+            return None
+        versions = self._text_versions()
+        keywords = self._keywords
+        if keywords is not None and keywords.versions == versions:
+            return keywords
+        if self.keyword_settle_s is None:  # built here and now: every search is answered from memory
+            return self._keywords if self.prepare_keyword_index() else None
+        with self._keywords_lock:
+            if self._keywords_pending or versions == self._keywords_skip:
+                return None
+            self._keywords_pending = True
+        threading.Thread(target=self._build_keywords_when_settled, args=(versions,), name="lance-keywords",
+                         daemon=True).start()
+        return None
+
+    def _text_versions(self) -> tuple:
+        documents = self._documents_table()
+        return self._table.version, (documents.version if documents is not None else None)
+
+    def prepare_keyword_index(self) -> bool:
+        """Build the in-memory keyword postings for the tables' current versions now, unless they
+        are built already (a process that serves can do this before its first question; with
+        ``keyword_settle_s=None`` every search that finds them stale does). True if they are ready."""
+        if not self.vectors_in_memory or self._table is None:
+            return False
+        with self._keywords_build_lock:
+            versions = self._text_versions()
+            if self._keywords is None or self._keywords.versions != versions:
+                self._build_keywords(versions)
+            return self._keywords is not None and self._keywords.versions == versions
+
+    def _build_keywords_when_settled(self, versions: tuple) -> None:
+        """Wait until no write has come for ``keyword_settle_s``, then build (in a thread of its own)."""
+        try:
+            while self._table is not None:
+                time.sleep(self.keyword_settle_s)
+                if self._table is None:
+                    return
+                latest = self._text_versions()
+                if latest == versions:
+                    with self._keywords_build_lock:
+                        if self._keywords is None or self._keywords.versions != versions:
+                            self._build_keywords(versions)
+                    return
+                versions = latest
+        except Exception as e:  # the store was closed, or a read failed: LanceDB answers meanwhile
+            log.debug("keyword postings not built: %s", e)
+        finally:
+            with self._keywords_lock:
+                self._keywords_pending = False
+
+    def _build_keywords(self, versions: tuple) -> None:
+        """Read every text and build the postings, labelled with the versions seen before reading
+        (if the read saw newer ones, the next search finds the labels differ and builds again)."""
+        table = self._table
+        if table is None:  # closed meanwhile
+            return
+        try:
+            if table.count_rows() >= self.ann_min_rows:
+                self._keywords_skip = versions  # as the vectors: LanceDB's indexes serve a table this big
+                self._keywords = None
+                return
+            chunks = table.search().select(["chunk_id", "doc_id", "scope", "search_text"])
+            chunks = chunks.with_row_id(True).limit(self.ann_min_rows).to_arrow()
+            self._keywords = KeywordSnapshot.from_arrow(versions=versions, chunks=chunks,
+                                                        documents=self._document_texts())
+        except Exception as e:  # an accelerator: LanceDB's own index still answers
+            self._keywords_skip = versions
+            log.warning("in-memory keyword search unavailable; LanceDB's full-text index answers: %s", e)
+
+    def _document_texts(self) -> pa.Table | None:
+        """The documents table's texts and scopes, or None when it is missing or has another layout
+        (chunk scores then rank alone, as they do in :meth:`_document_scores`)."""
+        documents = self._documents_table()
+        if documents is None:
+            return None
+        try:
+            return documents.search().select(["doc_id", "scope", "search_text"]).limit(
+                max(documents.count_rows(), 1)).to_arrow()
+        except Exception as e:
+            log.warning("documents table unreadable; ranking by chunk scores alone: %s", e)
+            return None
 
     def _keyword_ids(self, words: str, where: str, limit: int) -> dict[str, tuple[float, int, str]]:
         """``{chunk_id: (BM25 score, row id, doc_id)}`` of the best keyword matches the filter allows."""
@@ -596,6 +709,7 @@ class LanceStore:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._snapshot = None
+        self._keywords = None
         self._table = None
         self._documents = None
         self._db = None

@@ -3,23 +3,20 @@
 Up to a few hundred thousand chunks, one matrix-vector product over every vector is faster than
 any index a query engine can walk (about 7 ms for 100k × 384 floats on one core: it reads 154 MB,
 so memory bandwidth sets the pace) and it is exact: no recall to tune, no small channel an
-approximate index could miss. The store keeps one snapshot
-per table version and answers the dense half of a search from it; the access filter is applied
-here as a pre-filter too: only rows whose scope holds an allowed label are ever scored.
+approximate index could miss. The store keeps one snapshot per table version and answers the
+dense half of a search from it; the access filter is applied here as a pre-filter too (see
+:mod:`knowledge.stores.visible_rows`).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-# Audiences whose visible row positions are kept per snapshot (at most 4 bytes a row, so 128
-# audiences of a 100k table cost at most 51 MB).
-_CACHED_AUDIENCES = 128
+
+from knowledge.stores.visible_rows import VisibleRows
+
 # Below this share of the table, scoring only the visible rows beats scoring all and masking:
 # gathering rows costs about as much per row as the product itself (at 100k × 384, on one core:
 # 20% gathered 7.1 ms, the whole table 6.7 ms; 10% gathered 3.3 ms).
@@ -55,11 +52,9 @@ class VectorSnapshot:
     version: int
     row_ids: np.ndarray
     matrix: np.ndarray  # (rows, dimension) float32
-    postings: dict[str, np.ndarray]
+    visible: VisibleRows
     columns: pa.Table  # every column but the vectors and row IDs, row for row
     _by_row_id: np.ndarray  # positions sorted by row ID, to find rows by ID
-    _visible: OrderedDict = field(default_factory=OrderedDict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_arrow(cls, *, version: int, table: pa.Table) -> VectorSnapshot:
@@ -73,13 +68,12 @@ class VectorSnapshot:
         for chunk in table["vector"].chunks:
             matrix[start:start + len(chunk)] = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, dimension)
             start += len(chunk)
-        scope = table["scope"].combine_chunks()
         row_ids = table["_rowid"].to_numpy()
         return cls(
             version=version,
             row_ids=row_ids,
             matrix=matrix,
-            postings=_postings(scope),
+            visible=VisibleRows(table["scope"]),
             columns=table.drop_columns(["vector", "_rowid"]).combine_chunks(),  # one chunk: fast takes
             _by_row_id=np.argsort(row_ids, kind="stable"),
         )
@@ -89,7 +83,7 @@ class VectorSnapshot:
 
     def nearest(self, vector: np.ndarray, allowed: frozenset[str], *, k: int) -> dict[str, tuple[float, int]]:
         """``{chunk_id: (cosine similarity, row id)}`` of the ``k`` nearest rows ``allowed`` may see."""
-        visible = self._visible_rows(allowed)
+        visible = self.visible.positions(allowed)
         if visible.size == 0 or k <= 0:
             return {}
         query = np.asarray(vector, dtype=np.float32)
@@ -98,9 +92,7 @@ class VectorSnapshot:
             scores = _similarities(self.matrix[visible], query)
         else:
             positions = None
-            all_scores = _similarities(self.matrix, query)
-            scores = np.full_like(all_scores, -np.inf)
-            scores[visible] = all_scores[visible]
+            scores = np.where(self.visible.mask(allowed), _similarities(self.matrix, query), -np.inf)
         top = min(k, visible.size)
         best = np.argpartition(-scores, top - 1)[:top]
         best = best[np.argsort(-scores[best], kind="stable")]
@@ -124,33 +116,3 @@ class VectorSnapshot:
         for row, position in zip(rows, positions.tolist()):
             row["vector"] = self.matrix[position]
         return rows
-
-    def _visible_rows(self, allowed: frozenset[str]) -> np.ndarray:
-        """Sorted positions of the rows ``allowed`` may see."""
-        with self._lock:
-            cached = self._visible.get(allowed)
-            if cached is not None:
-                self._visible.move_to_end(allowed)
-                return cached
-        parts = [self.postings[label] for label in allowed if label in self.postings]
-        visible = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int32)
-        with self._lock:
-            self._visible[allowed] = visible
-            if len(self._visible) > _CACHED_AUDIENCES:
-                self._visible.popitem(last=False)
-        return visible
-
-
-def _postings(scope: pa.ListArray) -> dict[str, np.ndarray]:
-    """``{label: sorted row positions whose scope holds it}``."""
-    labels = pc.list_flatten(scope).to_numpy(zero_copy_only=False)
-    parents = pc.list_parent_indices(scope).to_numpy()
-    if labels.size == 0:
-        return {}
-    unique, inverse = np.unique(labels.astype(str), return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
-    return {
-        str(label): np.unique(parents[order[bounds[i]:bounds[i + 1]]]).astype(np.int32)
-        for i, label in enumerate(unique)
-    }
