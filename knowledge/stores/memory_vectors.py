@@ -1,26 +1,33 @@
 """Exact dense search over an in-memory copy of a table's vectors (and its rows, for reading winners).
 
-Up to a few hundred thousand chunks, one matrix-vector product over every vector is faster than
-any index a query engine can walk (about 7 ms for 100k × 384 floats on one core: it reads 154 MB,
-so memory bandwidth sets the pace) and it is exact: no recall to tune, no small channel an
-approximate index could miss. The store keeps one snapshot per table version and answers the
-dense half of a search from it; the access filter is applied here as a pre-filter too (see
-:mod:`knowledge.stores.visible_rows`).
+Up to a few hundred thousand chunks, one matrix-vector product over the vectors an audience may
+see is faster than any index a query engine can walk, and it is exact: no recall to tune, no small
+channel an approximate index could miss. The product reads every vector it scores (154 MB for
+100k × 384 floats), so memory bandwidth sets the pace; the copy is therefore laid out by scope:
+rows with the same labels sit together, and an audience's visible rows are a few contiguous runs
+(public, its channel, the documents shared with another), scored where they lie, with nothing
+gathered and nothing it may not see read at all. The access filter is a pre-filter here: only
+rows whose scope holds an allowed label are ever scored.
+
+The store keeps one snapshot per table version and answers the dense half of a search from it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-from knowledge.stores.visible_rows import VisibleRows
-
-# Below this share of the table, scoring only the visible rows beats scoring all and masking:
-# gathering rows costs about as much per row as the product itself (at 100k × 384, on one core:
-# 20% gathered 7.1 ms, the whole table 6.7 ms; 10% gathered 3.3 ms).
-_GATHER_BELOW_SHARE = 0.2
+# Audiences whose runs are kept per snapshot (two int64 per run plus 8 bytes per visible row: 128
+# audiences of a 100k table cost at most 100 MB, and far less where they see a part of it).
+_CACHED_AUDIENCES = 128
+# Past this many separate runs (a table whose documents each have a different set of channels),
+# one product over the whole matrix and a gather of the visible scores is cheaper than a call per run.
+_MAX_RUNS = 256
+_LABEL_SEPARATOR = "\x1f"
 
 
 def _similarities(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -35,9 +42,18 @@ def _similarities(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     return np.einsum("ij,j->i", matrix, query)
 
 
+@dataclass(frozen=True)
+class _Runs:
+    """The rows one audience may see: contiguous ``[starts[i], ends[i])`` runs, and their positions."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    positions: np.ndarray
+
+
 @dataclass
 class VectorSnapshot:
-    """Chunk IDs, row IDs, vectors, per-label postings and the other columns of one table version.
+    """Chunk IDs, row IDs, vectors and the other columns of one table version, grouped by scope.
 
     >>> table = pa.table({
     ...     "chunk_id": ["a", "b", "c"], "_rowid": pa.array([0, 1, 2], pa.uint64()),
@@ -51,10 +67,12 @@ class VectorSnapshot:
 
     version: int
     row_ids: np.ndarray
-    matrix: np.ndarray  # (rows, dimension) float32
-    visible: VisibleRows
+    matrix: np.ndarray  # (rows, dimension) float32, rows grouped by scope
     columns: pa.Table  # every column but the vectors and row IDs, row for row
+    groups: list[tuple[frozenset[str], int, int]]  # (labels, first row, end) of each scope group
     _by_row_id: np.ndarray  # positions sorted by row ID, to find rows by ID
+    _runs: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_arrow(cls, *, version: int, table: pa.Table) -> VectorSnapshot:
@@ -62,41 +80,40 @@ class VectorSnapshot:
         any others, which :meth:`rows` returns."""
         rows = table.num_rows
         dimension = table.schema.field("vector").type.list_size
-        # One copy of the vectors, chunk by chunk, into the matrix (no combined intermediate).
+        order, groups = _group_by_scope(table["scope"])
+        # One copy of the vectors, chunk by chunk, each row straight to its place in the grouping
+        # (no combined or unsorted intermediate: at 250k chunks the matrix alone is 384 MB).
+        destination = np.empty(rows, dtype=np.int64)
+        destination[order] = np.arange(rows)
         matrix = np.empty((rows, dimension), dtype=np.float32)
         start = 0
         for chunk in table["vector"].chunks:
-            matrix[start:start + len(chunk)] = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, dimension)
+            vectors = chunk.flatten().to_numpy(zero_copy_only=False).reshape(-1, dimension)
+            matrix[destination[start:start + len(chunk)]] = vectors
             start += len(chunk)
-        row_ids = table["_rowid"].to_numpy()
-        return cls(
-            version=version,
-            row_ids=row_ids,
-            matrix=matrix,
-            visible=VisibleRows(table["scope"]),
-            columns=table.drop_columns(["vector", "_rowid"]).combine_chunks(),  # one chunk: fast takes
-            _by_row_id=np.argsort(row_ids, kind="stable"),
-        )
+        row_ids = table["_rowid"].to_numpy()[order]
+        columns = table.drop_columns(["vector", "_rowid"]).take(pa.array(order)).combine_chunks()
+        return cls(version=version, row_ids=row_ids, matrix=matrix, columns=columns, groups=groups,
+                   _by_row_id=np.argsort(row_ids, kind="stable"))
 
     def __len__(self) -> int:
         return len(self.row_ids)
 
     def nearest(self, vector: np.ndarray, allowed: frozenset[str], *, k: int) -> dict[str, tuple[float, int]]:
         """``{chunk_id: (cosine similarity, row id)}`` of the ``k`` nearest rows ``allowed`` may see."""
-        visible = self.visible.positions(allowed)
-        if visible.size == 0 or k <= 0:
+        runs = self._visible_runs(allowed)
+        if runs.positions.size == 0 or k <= 0:
             return {}
         query = np.asarray(vector, dtype=np.float32)
-        if visible.size < _GATHER_BELOW_SHARE * len(self):
-            positions = visible
-            scores = _similarities(self.matrix[visible], query)
+        if len(runs.starts) <= _MAX_RUNS:
+            scores = np.concatenate([_similarities(self.matrix[a:b], query)
+                                     for a, b in zip(runs.starts.tolist(), runs.ends.tolist())])
         else:
-            positions = None
-            scores = np.where(self.visible.mask(allowed), _similarities(self.matrix, query), -np.inf)
-        top = min(k, visible.size)
+            scores = _similarities(self.matrix, query)[runs.positions]
+        top = min(k, scores.size)
         best = np.argpartition(-scores, top - 1)[:top]
         best = best[np.argsort(-scores[best], kind="stable")]
-        rows = best if positions is None else positions[best]
+        rows = runs.positions[best]
         chunk_ids = self.columns["chunk_id"].take(pa.array(rows)).to_pylist()
         return {
             chunk_id: (float(score), int(self.row_ids[row]))
@@ -116,3 +133,45 @@ class VectorSnapshot:
         for row, position in zip(rows, positions.tolist()):
             row["vector"] = self.matrix[position]
         return rows
+
+    def _visible_runs(self, allowed: frozenset[str]) -> _Runs:
+        with self._lock:
+            cached = self._runs.get(allowed)
+            if cached is not None:
+                self._runs.move_to_end(allowed)
+                return cached
+        starts, ends = [], []
+        for labels, start, end in self.groups:
+            if labels & allowed:
+                if ends and ends[-1] == start:  # adjacent groups: one run
+                    ends[-1] = end
+                else:
+                    starts.append(start)
+                    ends.append(end)
+        positions = (np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if starts
+                     else np.zeros(0, dtype=np.int64))
+        runs = _Runs(np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), positions)
+        with self._lock:
+            self._runs[allowed] = runs
+            if len(self._runs) > _CACHED_AUDIENCES:
+                self._runs.popitem(last=False)
+        return runs
+
+
+def _group_by_scope(scope: pa.ChunkedArray | pa.ListArray) -> tuple[np.ndarray, list[tuple[frozenset[str], int, int]]]:
+    """The row order that puts rows with the same labels together, and each group's labels and
+    ``[start, end)`` in that order.
+
+    >>> order, groups = _group_by_scope(pa.array([["public"], ["C0B", "C0A"], ["public"], ["C0A", "C0B"]]))
+    >>> order.tolist(), [(sorted(labels), start, end) for labels, start, end in groups]
+    ([1, 3, 0, 2], [(['C0A', 'C0B'], 0, 2), (['public'], 2, 4)])
+    """
+    keys = [_LABEL_SEPARATOR.join(sorted(labels or ())) for labels in scope.to_pylist()]
+    names = sorted(set(keys))
+    code_of = {name: i for i, name in enumerate(names)}
+    codes = np.fromiter((code_of[key] for key in keys), dtype=np.int64, count=len(keys))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1)).tolist()
+    groups = [(frozenset(filter(None, name.split(_LABEL_SEPARATOR))), bounds[i], bounds[i + 1])
+              for i, name in enumerate(names)]
+    return order, groups

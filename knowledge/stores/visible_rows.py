@@ -1,9 +1,10 @@
 """Which rows of an in-memory copy of a table each audience may see.
 
-The in-memory searches (:mod:`knowledge.stores.memory_vectors`, :mod:`knowledge.stores.memory_keywords`)
-apply the access filter as a pre-filter: only rows whose scope holds a label the audience is
-allowed are ever scored. Rows are found through per-label postings; the answer for an audience is
-kept, since the same channels ask again and again.
+The in-memory keyword search (:mod:`knowledge.stores.memory_keywords`) applies the access filter
+as a pre-filter: only rows whose scope holds a label the audience is allowed are ever ranked. Rows
+are found through per-label postings; the answer for an audience is kept, since the same channels
+ask again and again. (The in-memory vectors are laid out by scope instead, see
+:mod:`knowledge.stores.memory_vectors`.)
 """
 
 from __future__ import annotations
