@@ -17,8 +17,9 @@ Below that size (``ann_min_rows``) the dense half of a search is exact. A long-r
 flat search over a pre-filtered table takes tens; a one-shot command lets LanceDB search, rather
 than load the whole table for one question. Such a process also keeps the texts' BM25 postings in
 memory (:mod:`knowledge.stores.memory_keywords`, scored as LanceDB scores), built in the
-background whenever the tables change; until they are ready, LanceDB's full-text index answers. Above the threshold LanceDB's ANN index answers,
-except for audiences that see only a small part of the table, which are searched exactly.
+background whenever the tables change; until they are ready, LanceDB's full-text index answers.
+Above the threshold LanceDB's ANN index answers, except for audiences that see only a small part
+of the table, which are searched exactly.
 """
 
 from __future__ import annotations
@@ -580,6 +581,8 @@ class LanceStore:
             return False
         with self._keywords_build_lock:
             versions = self._text_versions()
+            if versions == self._keywords_skip:  # too big for memory, or failed: not again
+                return False
             if self._keywords is None or self._keywords.versions != versions:
                 self._build_keywords(versions)
             return self._keywords is not None and self._keywords.versions == versions
