@@ -14,16 +14,13 @@ The store keeps one snapshot per table version and answers the dense half of a s
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
-# Audiences whose runs are kept per snapshot (two int64 per run plus 8 bytes per visible row: 128
-# audiences of a 100k table cost at most 100 MB, and far less where they see a part of it).
-_CACHED_AUDIENCES = 128
+from knowledge.stores.visible_rows import AudienceCache
+
 # Past this many separate runs (a table whose documents each have a different set of channels),
 # one product over the whole matrix and a gather of the visible scores is cheaper than a call per run.
 _MAX_RUNS = 256
@@ -71,8 +68,7 @@ class VectorSnapshot:
     columns: pa.Table  # every column but the vectors and row IDs, row for row
     groups: list[tuple[frozenset[str], int, int]]  # (labels, first row, end) of each scope group
     _by_row_id: np.ndarray  # positions sorted by row ID, to find rows by ID
-    _runs: OrderedDict = field(default_factory=OrderedDict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _runs: AudienceCache = field(default_factory=AudienceCache, repr=False)
 
     @classmethod
     def from_arrow(cls, *, version: int, table: pa.Table) -> VectorSnapshot:
@@ -135,11 +131,9 @@ class VectorSnapshot:
         return rows
 
     def _visible_runs(self, allowed: frozenset[str]) -> _Runs:
-        with self._lock:
-            cached = self._runs.get(allowed)
-            if cached is not None:
-                self._runs.move_to_end(allowed)
-                return cached
+        return self._runs.get(allowed, lambda: self._find_runs(allowed))
+
+    def _find_runs(self, allowed: frozenset[str]) -> _Runs:
         starts, ends = [], []
         for labels, start, end in self.groups:
             if labels & allowed:
@@ -150,12 +144,7 @@ class VectorSnapshot:
                     ends.append(end)
         positions = (np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if starts
                      else np.zeros(0, dtype=np.int64))
-        runs = _Runs(np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), positions)
-        with self._lock:
-            self._runs[allowed] = runs
-            if len(self._runs) > _CACHED_AUDIENCES:
-                self._runs.popitem(last=False)
-        return runs
+        return _Runs(np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), positions)
 
 
 def _group_by_scope(scope: pa.ChunkedArray | pa.ListArray) -> tuple[np.ndarray, list[tuple[frozenset[str], int, int]]]:

@@ -2,23 +2,52 @@
 
 The in-memory keyword search (:mod:`knowledge.stores.memory_keywords`) applies the access filter
 as a pre-filter: only rows whose scope holds a label the audience is allowed are ever ranked. Rows
-are found through per-label postings; the answer for an audience is kept, since the same channels
-ask again and again. (The in-memory vectors are laid out by scope instead, see
-:mod:`knowledge.stores.memory_vectors`.)
+are found through per-label postings. The in-memory vectors are laid out by scope instead (see
+:mod:`knowledge.stores.memory_vectors`). Both keep each audience's answer in an
+:class:`AudienceCache`, since the same channels ask again and again.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# Audiences whose visible rows are kept (positions at most 4 bytes a row plus a 1-byte mask: 128
-# audiences of a 100k-row table cost at most 64 MB).
+# Audiences whose answers are kept per in-memory copy. The largest answer is at most 9 bytes a row
+# (visible row positions and a mask): 128 audiences of a 100k-row table cost at most 115 MB.
 _CACHED_AUDIENCES = 128
+T = TypeVar("T")
+
+
+class AudienceCache:
+    """The last ``size`` audiences' answers, computed once each (thread-safe; a race computes twice).
+
+    >>> cache = AudienceCache(size=1)
+    >>> cache.get(frozenset({"public"}), lambda: "computed"), cache.get(frozenset({"public"}), lambda: "again")
+    ('computed', 'computed')
+    """
+
+    def __init__(self, size: int = _CACHED_AUDIENCES):
+        self.size = size
+        self._answers: OrderedDict[frozenset[str], object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, allowed: frozenset[str], compute: Callable[[], T]) -> T:
+        with self._lock:
+            if allowed in self._answers:
+                self._answers.move_to_end(allowed)
+                return self._answers[allowed]
+        answer = compute()
+        with self._lock:
+            self._answers[allowed] = answer
+            if len(self._answers) > self.size:
+                self._answers.popitem(last=False)
+        return answer
 
 
 class VisibleRows:
@@ -36,31 +65,21 @@ class VisibleRows:
             scope = scope.combine_chunks() if scope.num_chunks else pa.array([], pa.list_(pa.string()))
         self.size = len(scope)
         self.postings = _postings(scope)
-        self._cache: OrderedDict[frozenset[str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._cache = AudienceCache()
 
     def positions(self, allowed: frozenset[str]) -> np.ndarray:
         """Sorted positions of the rows ``allowed`` may see."""
-        return self._visible(allowed)[0]
+        return self._cache.get(allowed, lambda: self._visible(allowed))[0]
 
     def mask(self, allowed: frozenset[str]) -> np.ndarray:
         """A boolean per row: may ``allowed`` see it?"""
-        return self._visible(allowed)[1]
+        return self._cache.get(allowed, lambda: self._visible(allowed))[1]
 
     def _visible(self, allowed: frozenset[str]) -> tuple[np.ndarray, np.ndarray]:
-        with self._lock:
-            cached = self._cache.get(allowed)
-            if cached is not None:
-                self._cache.move_to_end(allowed)
-                return cached
         parts = [self.postings[label] for label in allowed if label in self.postings]
         positions = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int32)
         mask = np.zeros(self.size, dtype=bool)
         mask[positions] = True
-        with self._lock:
-            self._cache[allowed] = (positions, mask)
-            if len(self._cache) > _CACHED_AUDIENCES:
-                self._cache.popitem(last=False)
         return positions, mask
 
 
