@@ -465,7 +465,9 @@ class LanceStore:
         # dense search runs. From the postings in memory when they are ready, else LanceDB's two
         # BM25 queries (LanceDB releases the GIL too).
         words = keyword_query(request.text) if request.mode != "dense" else ""
-        keywords = self._keyword_snapshot() if words else None
+        # The table's version is read once: both in-memory copies are checked against it.
+        version = self._table.version if self.vectors_in_memory else None
+        keywords = self._keyword_snapshot(version) if words else None
         keyword_job = document_job = None
         if keywords is not None:
             keyword_job = self._pool.submit(keywords.matches, words, access.allowed, request.candidates)
@@ -473,7 +475,7 @@ class LanceStore:
             keyword_job = self._pool.submit(self._keyword_ids, words, where, request.candidates)
             document_job = self._pool.submit(self._document_scores, words, where, request.candidates)
         vector = request.query_vector()
-        snapshot = self._vector_snapshot()
+        snapshot = self._vector_snapshot(version)
         dense = self._dense_ids(vector, request, access, snapshot) if request.mode != "bm25" else {}
         if keyword_job is None:
             keyword = {}
@@ -518,8 +520,9 @@ class LanceStore:
         similarity = (1.0 - found["_distance"].to_numpy()).tolist()
         return dict(zip(found["chunk_id"].to_pylist(), zip(similarity, found["_rowid"].to_pylist())))
 
-    def _vector_snapshot(self) -> VectorSnapshot | None:
-        """The in-memory vectors of the current table version, or None when the table is too big.
+    def _vector_snapshot(self, version: int | None = None) -> VectorSnapshot | None:
+        """The in-memory vectors of the table's ``version`` (read now if not given), or None when the
+        table is too big.
 
         Reloaded when the version changes (an ingest wrote); the reload blocks the searches that
         need it, so no search ever ranks a document's old vectors or scope after a write it can see.
@@ -527,7 +530,7 @@ class LanceStore:
         table = self._table
         if table is None or not self.vectors_in_memory:
             return None
-        version = table.version
+        version = table.version if version is None else version
         snapshot = self._snapshot
         if snapshot is not None and snapshot.version == version:
             return snapshot
@@ -550,12 +553,13 @@ class LanceStore:
             _return_freed_memory()
             return self._snapshot
 
-    def _keyword_snapshot(self) -> KeywordSnapshot | None:
-        """The in-memory keyword postings of the tables' current versions, or None: LanceDB then
-        answers, and postings for these versions are built in the background once they settle."""
+    def _keyword_snapshot(self, version: int) -> KeywordSnapshot | None:
+        """The in-memory keyword postings of the tables' current versions (the chunks table's is
+        ``version``), or None: LanceDB then answers, and postings for these versions are built in
+        the background once they settle."""
         if not self.vectors_in_memory or self._table is None:
             return None
-        versions = self._text_versions()
+        versions = self._text_versions(version)
         keywords = self._keywords
         if keywords is not None and keywords.versions == versions:
             return keywords
@@ -569,9 +573,11 @@ class LanceStore:
                          daemon=True).start()
         return None
 
-    def _text_versions(self) -> tuple:
+    def _text_versions(self, version: int | None = None) -> tuple:
+        """The versions of the chunks table (``version`` if read already) and the documents table."""
         documents = self._documents_table()
-        return self._table.version, (documents.version if documents is not None else None)
+        return (self._table.version if version is None else version,
+                documents.version if documents is not None else None)
 
     def prepare_keyword_index(self) -> bool:
         """Build the in-memory keyword postings for the tables' current versions now, unless they
@@ -579,9 +585,13 @@ class LanceStore:
         ``keyword_settle_s=None`` every search that finds them stale does). True if they are ready."""
         if not self.vectors_in_memory or self._table is None:
             return False
+        return self._keywords_for(self._text_versions())
+
+    def _keywords_for(self, versions: tuple) -> bool:
+        """Build the postings for ``versions`` unless they are built, or known not to be worth it
+        (too big for memory, or failed). True if they are ready."""
         with self._keywords_build_lock:
-            versions = self._text_versions()
-            if versions == self._keywords_skip:  # too big for memory, or failed: not again
+            if versions == self._keywords_skip:
                 return False
             if self._keywords is None or self._keywords.versions != versions:
                 self._build_keywords(versions)
@@ -596,9 +606,7 @@ class LanceStore:
                     return
                 latest = self._text_versions()
                 if latest == versions:
-                    with self._keywords_build_lock:
-                        if self._keywords is None or self._keywords.versions != versions:
-                            self._build_keywords(versions)
+                    self._keywords_for(versions)
                     return
                 versions = latest
         except Exception as e:  # the store was closed, or a read failed: LanceDB answers meanwhile
@@ -634,9 +642,10 @@ class LanceStore:
         documents = self._documents_table()
         if documents is None:
             return None
+        if documents.schema != _DOCUMENTS_SCHEMA:  # optimize() rebuilds it
+            log.warning("the documents table has another layout; ranking by chunk scores alone")
+            return None
         try:
-            if not {"doc_id", "scope", "search_text"} <= set(documents.schema.names):
-                raise StoreError(f"columns {documents.schema.names}")
             query = documents.search().select(["doc_id", "scope", "search_text"])
             return query.limit(max(documents.count_rows(), 1)).to_batches(_TEXT_BATCH_ROWS)
         except Exception as e:

@@ -217,21 +217,28 @@ class KeywordSnapshot:
         )
 
     def matches(self, words: str, allowed: frozenset[str], limit: int) -> tuple[dict, dict]:
-        """:meth:`chunk_matches` and :meth:`document_scores` of one question."""
-        return self.chunk_matches(words, allowed, limit), self.document_scores(words, allowed, limit)
+        """:meth:`chunk_matches` and :meth:`document_scores` of one question, analyzed once."""
+        term_ids = self._term_ids(words)
+        return self._chunk_matches(term_ids, allowed, limit), self._document_scores(term_ids, allowed, limit)
 
     def chunk_matches(self, words: str, allowed: frozenset[str], limit: int) -> dict[str, tuple[float, int, str]]:
         """``{chunk_id: (BM25 score, row id, doc_id)}`` of the best matches ``allowed`` may see."""
-        best, scores = self.chunks.top(self._term_ids(words), self.chunk_rows.mask(allowed), limit)
+        return self._chunk_matches(self._term_ids(words), allowed, limit)
+
+    def document_scores(self, words: str, allowed: frozenset[str], limit: int) -> dict[str, float]:
+        """``{doc_id: BM25 score of the whole document}`` of the best matches ``allowed`` may see."""
+        return self._document_scores(self._term_ids(words), allowed, limit)
+
+    def _chunk_matches(self, term_ids: list[int], allowed: frozenset[str], limit: int) -> dict[str, tuple[float, int, str]]:
+        best, scores = self.chunks.top(term_ids, self.chunk_rows.mask(allowed), limit)
         taken = pa.array(best, pa.int64())
         return dict(zip(self.chunk_ids.take(taken).to_pylist(), zip(
             scores.tolist(), self.row_ids[best].tolist(), self.chunk_doc_ids.take(taken).to_pylist())))
 
-    def document_scores(self, words: str, allowed: frozenset[str], limit: int) -> dict[str, float]:
-        """``{doc_id: BM25 score of the whole document}`` of the best matches ``allowed`` may see."""
+    def _document_scores(self, term_ids: list[int], allowed: frozenset[str], limit: int) -> dict[str, float]:
         if self.documents is None:
             return {}
-        best, scores = self.documents.top(self._term_ids(words), self.document_rows.mask(allowed), limit)
+        best, scores = self.documents.top(term_ids, self.document_rows.mask(allowed), limit)
         return dict(zip(self.document_ids.take(pa.array(best, pa.int64())).to_pylist(), scores.tolist()))
 
     def _term_ids(self, words: str) -> list[int]:

@@ -169,3 +169,14 @@ def test_an_empty_table_has_empty_postings():
                       "_rowid": pa.array([], pa.uint64())})
     snapshot = KeywordSnapshot.from_arrow(versions=(1, None), chunks=empty, documents=None)
     assert snapshot.chunk_matches("anything", frozenset({"public"}), 10) == {}
+
+
+def test_a_documents_table_of_another_layout_leaves_chunk_scores_to_rank_alone(store, caplog):
+    store._db.drop_table("documents")
+    store._db.create_table("documents", data=[{"doc_id": "doc1", "search_text": "an older layout"}])
+    store._documents = store._open_documents()
+    with caplog.at_level("WARNING"):
+        assert store.prepare_keyword_index()
+    assert "another layout" in caplog.text
+    assert store._keywords.documents is None
+    assert store._keywords.chunk_matches("pods restart", frozenset({"public"}), 10)
