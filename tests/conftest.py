@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Attack tests (Hypothesis) run on a shared 2-core CI machine: no per-example deadline (a slow
+# example is not a bug), and CI runs a fixed set of examples so a failure there is reproducible.
+settings.register_profile("lorebot", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("lorebot"), derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "lorebot")
 
 
 class HashingEmbedder:
