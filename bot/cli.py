@@ -23,7 +23,7 @@ from bot.training_cli import register as register_training_commands
 from bot.app import Services, build_services
 from bot.config import load_settings
 from knowledge.access import Audience, Scope, filter_for
-from knowledge.errors import ConfigurationError, LorebotError, StoreError
+from knowledge.errors import ConfigurationError, LorebotError, StoreError, WideningRefused
 from knowledge.ingest import IngestReport
 from knowledge.stores.base import SEARCH_MODES
 from training.feedback import FeedbackStore
@@ -67,7 +67,8 @@ def _clear_errors() -> Iterator[None]:
         raise
     except LorebotError as e:
         log.debug("command failed", exc_info=True)
-        err.print(f"[red]error:[/] {escape(str(e))}")
+        # soft_wrap: a path in the message stays whole, to be copied from the terminal.
+        err.print(f"[red]error:[/] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(2) from e
     except Exception as e:
         log.debug("unexpected failure", exc_info=True)  # shown with -v only
@@ -105,14 +106,19 @@ def ingest(
     public: Annotated[bool, typer.Option("--public", help="Every conversation of the workspace may see these documents.")] = False,
     source_url: Annotated[Optional[str], typer.Option("--source-url", help="Link shown for these documents (a folder's files get URL/relative-path).")] = None,
     prune: Annotated[bool, typer.Option("--prune", help="Remove documents whose files are gone under the given paths.")] = False,
+    allow_widen: Annotated[bool, typer.Option("--allow-widen", help="Confirm that documents already indexed may become visible to more conversations (public, or another channel). Without it such an ingest is refused and nothing is written.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Add or update documents, scoped to channels or public. Exits 1 if any file failed."""
+    """Add or update documents, scoped to channels or public. Exits 1 if any file failed.
+
+    Narrowing a document's scope is always allowed; widening it (channel-only to public, or a
+    channel added) is refused with the list of documents unless --allow-widen is given (exit 2).
+    Inside a folder, symbolic links that lead out of it are skipped."""
     with _services() as services:
         scope = Scope.from_options(channels=channel, public=public)
-        with _progress("Ingesting", enabled=not as_json) as advance:
+        with _progress("Ingesting", enabled=not as_json) as advance, _widening_as_json(as_json):
             report = services.ingestor.ingest_paths(
-                paths, scope=scope, source_url=source_url, prune=prune, progress=advance
+                paths, scope=scope, source_url=source_url, prune=prune, progress=advance, allow_widen=allow_widen
             )
     _print_ingest_report(report, as_json=as_json)
     if not report.ok:
@@ -480,6 +486,19 @@ def print_answer(answer: Answer, console: Console) -> None:
         console.print("\n[bold]Sources consulted[/] (the answer cites none of them)")
     for c in answer.consulted:
         console.print(f"  • {escape(c.title)} [dim]({escape(c.source)})[/]")
+
+
+@contextmanager
+def _widening_as_json(as_json: bool) -> Iterator[None]:
+    """With --json, a refused widening is also one JSON object on stdout (the message stays on stderr)."""
+    try:
+        yield
+    except WideningRefused as e:
+        if as_json:
+            print(json.dumps({"error": "widening_refused", "message": str(e), "widened": [
+                {"path": what, "old_scope": old.as_list(), "new_scope": new.as_list()} for what, old, new in e.widened
+            ]}))
+        raise
 
 
 def _print_ingest_report(report: IngestReport, *, as_json: bool) -> None:

@@ -34,6 +34,36 @@ class Source(BaseModel):
             raise ValueError(f'source {self.path}: give either "public": true or "channels": [...], not both or neither')
         return self
 
+    @property
+    def scope_labels(self) -> frozenset[str]:
+        """Who may see this source's documents, comparable between sources (``{"public"}`` or channel IDs)."""
+        return frozenset({"public"}) if self.public else frozenset(self.channels)
+
+    def real_path(self) -> Path:
+        """Where the files really are: links and ``..`` resolved, as ingest identifies documents."""
+        try:
+            return self.path.expanduser().resolve()
+        except (OSError, RuntimeError):  # a link loop: compare it as written
+            return self.path.expanduser().absolute()
+
+
+def _overlapping_sources(sources: list[Source]) -> list[str]:
+    """Each pair of sources where one path is, or is inside, the other, with different scopes:
+    the same files would be re-scoped back and forth, ending with the wider scope."""
+    problems = []
+    real = [source.real_path() for source in sources]
+    for i, first in enumerate(sources):
+        for j in range(i + 1, len(sources)):
+            second = sources[j]
+            inside = real[i].is_relative_to(real[j]) or real[j].is_relative_to(real[i])
+            if inside and first.scope_labels != second.scope_labels:
+                problems.append(f"{first.path} ({_scope_words(first)}) and {second.path} ({_scope_words(second)})")
+    return problems
+
+
+def _scope_words(source: Source) -> str:
+    return "public" if source.public else "channels " + ",".join(sorted(source.channels))
+
 
 class Settings(BaseSettings):
     """lorebot's configuration. Names are the environment variables, case-insensitive."""
@@ -141,6 +171,8 @@ class Settings(BaseSettings):
 
     # The vector index: exact search below this many chunks (fast enough and exact), ANN above.
     ann_min_rows: int = Field(default=250_000, ge=1, validation_alias="LOREBOT_ANN_MIN_ROWS")
+    # One writer at a time per embedded index: how long a second ingest waits before giving up.
+    index_lock_timeout_s: float = Field(default=60.0, gt=0, validation_alias="LOREBOT_INDEX_LOCK_TIMEOUT_S")
 
     # The Slack bot. By default it speaks only when mentioned; with follow-ups on, it also answers
     # later messages in threads it has already answered in.
@@ -202,6 +234,16 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError(f"must be an http(s):// URL of the generation server, e.g. http://gpu-box:8081 (got {value!r})")
         return value.rstrip("/") if value else None
+
+    @model_validator(mode="after")
+    def _sources_agree_on_shared_files(self) -> Settings:
+        problems = _overlapping_sources(self.sources)
+        if problems:
+            raise ValueError(
+                f"LOREBOT_SOURCES: sources that overlap must have the same scope, but {'; '.join(problems)} "
+                "do not. Move the inner folder out of the other, or give both the same scope"
+            )
+        return self
 
     @model_validator(mode="after")
     def _overlap_fits_the_chunk(self) -> Settings:

@@ -24,6 +24,7 @@ from slack_sdk.errors import SlackApiError
 from bot.app import Services, build_services, slack_client
 from bot.config import Settings, Source, load_settings
 from knowledge.access import Scope
+from knowledge.errors import WideningRefused
 from training.jobs_log import Outcome, failed, ok, skipped
 from training.schedule import JobSpec, crontab_fields
 
@@ -164,21 +165,39 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 def reingest_sources() -> Outcome:
     """Ingest every configured source again (unchanged files cost nothing) and remove documents
-    whose files are gone."""
+    whose files are gone. A source that would widen who sees documents already indexed is not
+    ingested (a failed run): the admin confirms once with ``lorebot ingest … --allow-widen``."""
     settings = load_settings()
     if not settings.sources:
         return skipped("no sources configured (LOREBOT_SOURCES)")
-    lines, failures = [], []
+    lines, failures, refusals = [], [], []
     with _services(settings) as services:
-        for source in settings.sources:
-            report = services.ingestor.ingest_paths([source.path], scope=source_scope(source),
-                                                    source_url=source.source_url, prune=True)
+        for number, source in enumerate(settings.sources, start=1):
+            try:
+                report = services.ingestor.ingest_paths([source.path], scope=source_scope(source),
+                                                        source_url=source.source_url, prune=True)
+            except WideningRefused as e:
+                log.warning("source %d (%s) not re-ingested: %d documents would widen", number, source.path,
+                            len(e.widened))
+                refusals.append(_refusal(number, source, len(e.widened)))
+                continue
             lines.append(f"{source.path}: {report.summary()}")
             failures += [f"{path}: {reason}" for path, reason in report.failed]
+    if refusals:
+        # Counts only: this detail is shown in the App Home, and the documents' paths may be private.
+        return failed("; ".join(refusals + lines))
     if failures:
         return failed(f"{len(failures)} file{'s' if len(failures) != 1 else ''} failed, first {failures[0]}; "
                       + "; ".join(lines))
     return ok("; ".join(lines))
+
+
+def _refusal(number: int, source: Source, count: int) -> str:
+    """Why a source was not re-ingested, by its number in LOREBOT_SOURCES: no path in it."""
+    option = "--public" if source.public else " ".join(f"--channel {c}" for c in source.channels)
+    documents = "1 document" if count == 1 else f"{count} documents"
+    return (f"LOREBOT_SOURCES entry {number} not re-ingested: {documents} would widen to {source_scope(source)}; "
+            f"to confirm, run `lorebot ingest PATH {option} --allow-widen` once with that entry's path")
 
 
 def source_scope(source: Source) -> Scope:

@@ -2,9 +2,12 @@
 
 - An unchanged document costs no embedding work (same content hash, same scope: skipped).
 - Same content under a new scope is re-scoped in place, without re-embedding.
+- A scope is never widened silently: an ingest that would show an indexed document to a
+  conversation that could not see it is refused whole, before any write, unless ``allow_widen``.
 - A changed document replaces its chunks in one store commit; chunks whose text did not change
   keep their vectors.
 - A file that fails to load is reported and skipped; what was indexed from it before stays.
+  A file emptied on purpose (nothing but whitespace) removes its document.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from knowledge.access import Scope
 from knowledge.chunking import ChunkingOptions, chunk_document
 from knowledge.embedding import Embedder
-from knowledge.errors import LoadError, LorebotError
+from knowledge.errors import EmptyFileError, LoadError, LorebotError, WideningRefused
 from knowledge.loaders import discover, load_file
 from knowledge.stores.base import VectorStore
 from knowledge.types import Chunk, Document, DocumentInfo, StoredChunk
@@ -102,18 +106,32 @@ class Ingestor:
         source_url: str | None = None,
         prune: bool = False,
         progress: ProgressCallback | None = None,
+        allow_widen: bool = False,
     ) -> IngestReport:
-        """Ingest files and folders (recursively) under one scope."""
+        """Ingest files and folders (recursively) under one scope.
+
+        A path given here is resolved (a symbolic link names its target); inside a folder, links
+        that lead out of it are skipped. Raises :class:`WideningRefused` before anything is
+        written when an indexed document would become visible to a conversation that could not
+        see it, unless ``allow_widen``.
+        """
         started = time.perf_counter()
         report = IngestReport()
-        roots = [Path(p).expanduser().resolve() for p in paths]
-        found = discover(roots)
-        report.skipped = [(str(p), reason) for p, reason in found.skipped]
-        documents = self._load(found.files, roots, scope=scope, source_url=source_url, report=report, progress=progress)
-        self.ingest_documents(documents, report=report)
-        if prune:
-            report.removed = self._prune(roots)
-        self.store.optimize()
+        with self._exclusive():
+            roots = _resolve_roots(paths, report)
+            found = discover(roots)
+            report.skipped += [(str(p), reason) for p, reason in found.skipped]
+            files = _with_real_paths(found.files, report)
+            known = self._known()
+            if not allow_widen:
+                # Decided on identity (the real path), before a file is read: nothing half-done.
+                _refuse_widening(((document_id(real), str(real), scope) for _, real in files), known)
+            documents = self._load(files, roots, scope=scope, source_url=source_url, known=known,
+                                   report=report, progress=progress)
+            self._ingest(documents, known, report)
+            if prune:
+                report.removed += self._prune(roots)
+            self.store.optimize()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -122,10 +140,33 @@ class Ingestor:
         documents: Iterable[Document],
         *,
         report: IngestReport | None = None,
+        allow_widen: bool = False,
     ) -> IngestReport:
-        """Write already-loaded documents; the building block for files, Slack history and benchmarks."""
+        """Write already-loaded documents; the building block for files, Slack history and benchmarks.
+
+        Raises :class:`WideningRefused` before anything is written when a document would become
+        visible to a conversation that could not see it in the index, unless ``allow_widen``.
+        """
         report = report or IngestReport()
-        known = {d.doc_id: d for d in self.store.list_documents()}
+        with self._exclusive():
+            known = self._known()
+            if not allow_widen and any(not info.scope.is_public for info in known.values()):
+                # Every document must be seen before the first write; an index holding only public
+                # documents cannot be widened, so a large corpus into it still streams.
+                documents = list(documents)
+                _refuse_widening(((d.doc_id, d.path or d.source, d.scope) for d in documents), known)
+            self._ingest(documents, known, report)
+        return report
+
+    def _known(self) -> dict[str, DocumentInfo]:
+        return {d.doc_id: d for d in self.store.list_documents()}
+
+    def _exclusive(self) -> AbstractContextManager[None]:
+        """The store's write lock for the whole ingest: the widening check and the writes it allowed
+        see the same index. Re-entrant in a thread, so each write inside takes it again for free."""
+        return self.store.exclusive_writer()
+
+    def _ingest(self, documents: Iterable[Document], known: dict[str, DocumentInfo], report: IngestReport) -> None:
         batch: list[tuple[Document, list[Chunk], bool]] = []
         pending_chunks = 0
         for doc in documents:
@@ -143,13 +184,15 @@ class Ingestor:
                 self._write(batch, known, report)
                 batch, pending_chunks = [], 0
         self._write(batch, known, report)
-        return report
 
-    def _load(self, files, roots, *, scope, source_url, report, progress) -> Iterable[Document]:
+    def _load(self, files, roots, *, scope, source_url, known, report, progress) -> Iterable[Document]:
         """Documents from files, in order; progress counts every file, failed ones too."""
-        for done, path in enumerate(files, start=1):
+        for done, (path, resolved) in enumerate(files, start=1):
             try:
                 loaded = load_file(path)
+            except EmptyFileError as e:
+                self._remove_emptied(path, resolved, e.reason, known, report)
+                continue
             except LoadError as e:
                 report.failed.append((str(path), e.reason))
                 log.warning("skipped %s: %s", path, e.reason)
@@ -157,7 +200,6 @@ class Ingestor:
             finally:
                 if progress:
                     progress(done, len(files))
-            resolved = Path(path).resolve()
             yield Document(
                 doc_id=document_id(resolved),
                 title=loaded.title,
@@ -167,6 +209,15 @@ class Ingestor:
                 content_hash=content_hash(title=loaded.title, text=loaded.text, chunking=self.chunking),
                 scope=scope,
             )
+
+    def _remove_emptied(self, path: Path, resolved: Path, reason: str, known: dict, report: IngestReport) -> None:
+        """An emptied file says its document is gone: remove it (a new empty file is just skipped)."""
+        doc_id = document_id(resolved)
+        if known.pop(doc_id, None) is None:
+            report.skipped.append((str(path), reason))
+            return
+        self.store.delete_document(doc_id)
+        report.removed += 1
 
     def _reject_empty(self, doc: Document, previous: DocumentInfo | None, report: IngestReport) -> None:
         report.failed.append((doc.path or doc.source, "no text to index (headings only)"))
@@ -223,6 +274,58 @@ class Ingestor:
                 self.store.delete_document(doc.doc_id)
                 removed += 1
         return removed
+
+
+def widens(old: Scope, new: Scope) -> bool:
+    """True when ``new`` shows a document to a conversation that ``old`` kept it from.
+
+    >>> widens(Scope.channels(["C0ENG"]), Scope.public()), widens(Scope.public(), Scope.channels(["C0ENG"]))
+    (True, False)
+    >>> widens(Scope.channels(["C0ENG"]), Scope.channels(["C0OPS"]))  # C0OPS gains it
+    True
+    >>> widens(Scope.channels(["C0ENG", "C0OPS"]), Scope.channels(["C0OPS"]))
+    False
+    """
+    if old.is_public:
+        return False
+    return new.is_public or not new.labels <= old.labels
+
+
+def _refuse_widening(candidates: Iterable[tuple[str, str, Scope]], known: dict[str, DocumentInfo]) -> None:
+    """Raise :class:`WideningRefused` listing every (doc_id, name, new scope) that widens a known scope."""
+    widened, listed = [], set()
+    for doc_id, name, scope in candidates:
+        previous = known.get(doc_id)
+        if previous is not None and doc_id not in listed and widens(previous.scope, scope):
+            listed.add(doc_id)
+            widened.append((name, previous.scope, scope))
+    if widened:
+        raise WideningRefused(widened)
+
+
+def _resolve_roots(paths: list[Path], report: IngestReport) -> list[Path]:
+    """The paths as given, resolved: a link named here is the user's choice of its target.
+    One that cannot be resolved (a link loop, a name too long) is reported; the rest go on."""
+    roots = []
+    for path in paths:
+        try:
+            roots.append(Path(path).expanduser().resolve())
+        except RuntimeError:  # Python 3.11 reports a link loop this way
+            report.failed.append((str(path), "symbolic link loop"))
+        except OSError as e:
+            report.failed.append((str(path), f"cannot read the path ({e.strerror or e})"))
+    return roots
+
+
+def _with_real_paths(files: Iterable[Path], report: IngestReport) -> list[tuple[Path, Path]]:
+    """Each file with its real path, which is the document's identity (a link and its target are one)."""
+    pairs = []
+    for path in files:
+        try:
+            pairs.append((path, Path(os.path.realpath(path))))
+        except (OSError, ValueError) as e:
+            report.failed.append((str(path), f"cannot read the path ({e})"))
+    return pairs
 
 
 def _stored(doc: Document, chunk: Chunk, hash_: str, vector) -> StoredChunk:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +54,19 @@ def _no_ambient_generation_server(monkeypatch):
     """Likewise TGI_URL and the adapter settings: a test that wants a model server starts a fake one."""
     for name in ("TGI_URL", "HF_TOKEN", "LOREBOT_ADAPTER", "LOREBOT_CHANNEL_ADAPTERS", "LOREBOT_ADAPTERS_DIR"):
         monkeypatch.delenv(name, raising=False)
+
+
+# A channel-only secret for the re-ingest attacks: it must never reach another conversation.
+FALCON_SECRET = "The Falcon acquisition closes on 14 March and the offer price is 41 dollars per share."
+
+
+def write_falcon_handbook(root: Path) -> Path:
+    """``root/private/deal.md`` (a deal only #deals may read) beside ``root/public/lunch.md``."""
+    (root / "private").mkdir(parents=True)
+    (root / "public").mkdir()
+    (root / "private" / "deal.md").write_text(f"# Project Falcon\n\n## Terms\n\n{FALCON_SECRET}\n")
+    (root / "public" / "lunch.md").write_text("# Lunch\n\nLunch is served at noon on the third floor every weekday.\n")
+    return root
 
 
 @pytest.fixture

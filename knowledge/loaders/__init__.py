@@ -7,15 +7,15 @@ Every loader returns :class:`~knowledge.types.LoadedText` whose text is lightwei
 
 from __future__ import annotations
 
+import errno
 import logging
-
 import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from knowledge.errors import LoadError
+from knowledge.errors import EmptyFileError, LoadError
 from knowledge.loaders.html import load_html
 from knowledge.loaders.markdown import load_markdown
 from knowledge.loaders.pdf import load_pdf
@@ -43,7 +43,8 @@ def load_file(path: Path) -> LoadedText:
     """Read one file into its title and lightweight-Markdown text.
 
     Raises :class:`LoadError` when the file is missing or unreadable, of an unsupported type,
-    corrupt, or holds no text.
+    corrupt, or holds no text; :class:`EmptyFileError` (a LoadError) when it holds nothing but
+    whitespace, which says its document is gone rather than that reading failed.
     """
     path = Path(path)
     _check_regular_file(path)
@@ -54,7 +55,7 @@ def load_file(path: Path) -> LoadedText:
         raise LoadError(str(path), f"{_unsupported(suffix)} (supported: {supported})")
     data = _read_bytes(path)
     if not data.strip():
-        raise LoadError(str(path), "no text found (the file is empty)")
+        raise EmptyFileError(str(path), "no text found (the file is empty)")
     try:
         loaded = loader(path, data)
     except LoadError:
@@ -95,6 +96,8 @@ def _os_reason(path: Path, error: OSError) -> str:
         return "permission denied"
     if isinstance(error, IsADirectoryError):
         return "is a directory, not a file"
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop"
     return f"cannot read the file ({error.strerror or error})"
 
 
@@ -115,14 +118,15 @@ def discover(paths: list[Path]) -> Discovered:
 
     A path given explicitly is kept even if unsupported or missing, so that :func:`load_file`
     reports it. Directories are walked recursively in name order: hidden entries are passed
-    over silently, unsupported files are listed in ``skipped``. Symbolic links are followed,
-    each real directory is walked once (no loops), and each real file is listed once.
+    over silently; unsupported files, unreadable entries and symbolic links that lead out of
+    the directory given are listed in ``skipped`` with why. Links inside it are followed, each
+    real directory is walked once (no loops), and each real file is listed once.
     """
     walk = _Walk()
     for path in paths:
         path = Path(path)
-        if path.is_dir():
-            walk.directory(path)
+        if os.path.isdir(path):  # False, not an error, for a name the file system refuses
+            walk.directory(path, root=Path(os.path.realpath(path)))
         else:
             walk.file(path)
     return Discovered(files=tuple(walk.files), skipped=tuple(walk.skipped))
@@ -141,7 +145,7 @@ class _Walk:
             self.seen_files.add(real)
             self.files.append(path)
 
-    def directory(self, path: Path) -> None:
+    def directory(self, path: Path, *, root: Path) -> None:
         real = os.path.realpath(path)
         if real in self.seen_dirs:
             return
@@ -154,16 +158,34 @@ class _Walk:
             return
         for entry in entries:
             if not entry.name.startswith("."):
-                self.entry(entry)
+                self.entry(entry, root=root)
 
-    def entry(self, entry: os.DirEntry[str]) -> None:
+    def entry(self, entry: os.DirEntry[str], *, root: Path) -> None:
         path = Path(entry.path)
-        if entry.is_dir():
-            self.directory(path)
-        elif not entry.is_file():
-            reason = "broken symbolic link" if entry.is_symlink() else "not a regular file"
-            self.skipped.append((path, reason))
+        try:
+            problem = _link_problem(path, root) if entry.is_symlink() else None
+            is_dir, is_file = (False, False) if problem else (entry.is_dir(), entry.is_file())
+        except OSError as e:  # a link loop, a name the file system refuses: this entry, not the walk
+            problem = _os_reason(path, e)
+        if problem:
+            self.skipped.append((path, problem))
+        elif is_dir:
+            self.directory(path, root=root)
+        elif not is_file:
+            self.skipped.append((path, "not a regular file"))
         elif path.suffix.lower() in SUPPORTED_SUFFIXES:
             self.file(path)
         else:
             self.skipped.append((path, _unsupported(path.suffix.lower())))
+
+
+def _link_problem(link: Path, root: Path) -> str | None:
+    """Why a symbolic link met in a walk is not followed, or None: a link must stay inside the
+    directory given, or it would bring in files (and their access) nobody asked for."""
+    try:
+        os.stat(link)
+    except OSError as e:
+        return _os_reason(link, e)
+    if not Path(os.path.realpath(link)).is_relative_to(root):
+        return "symbolic link to outside the folder being ingested (not followed)"
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
 import numpy as np
@@ -60,6 +61,14 @@ def whole_document_batches(sizes: Iterable[tuple[str, int]], *, batch_chunks: in
 
 class VectorStore(Protocol):
     """Chunks in, ranked chunks out, always through an access filter."""
+
+    def exclusive_writer(self) -> AbstractContextManager[None]:
+        """Be the only writer of the index for the ``with`` block (an ingest holds it throughout).
+
+        Re-entrant: nested use in the same thread is a no-op, so writes inside an ingest that holds
+        it go straight through. Another writer waits a bounded time, then gets an
+        :class:`~knowledge.errors.IndexBusyError`. Readers never need it.
+        """
 
     def upsert_documents(self, chunks_by_doc: dict[str, list[StoredChunk]]) -> None:
         """Replace every chunk of each given document in one atomic step.

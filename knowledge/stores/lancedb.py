@@ -9,7 +9,13 @@ index of its own. It is only a ranking signal: a chunk's keyword score is its ow
 its document's (see ``DOCUMENT_MATCH_WEIGHT``). The document query runs beside the chunk query,
 under the same access filter, and its scores only ever add to chunks the chunk query found, so it
 can reorder what an audience may see but never add to it. Should the table be missing or fail,
-keyword search goes on with chunk scores alone, and ``optimize`` rebuilds it.
+keyword search goes on with chunk scores alone, and ``optimize`` rebuilds it. Each row carries a
+``marker`` of its document's content (the chunks' content hashes); ``optimize`` compares the IDs,
+scopes and markers with the chunks table and rewrites the rows that are missing, stale or orphaned,
+as a process killed between a document's chunk write and its documents write leaves them.
+
+Writers take the index's write lock (:mod:`knowledge.stores.write_lock`), so two processes (the
+scheduler's re-ingest and an admin's ``lorebot ingest``) never write at once; readers need none.
 
 Below that size (``ann_min_rows``) the dense half of a search is exact. A long-running process
 (``vectors_in_memory``: the bot) answers it from an in-memory copy of the table
@@ -25,12 +31,14 @@ of the table, which are searched exactly.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import logging
 import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -47,6 +55,7 @@ from knowledge.fusion import fuse
 from knowledge.stores.base import SearchRequest, whole_document_batches
 from knowledge.stores.memory_keywords import KeywordSnapshot
 from knowledge.stores.memory_vectors import VectorSnapshot
+from knowledge.stores.write_lock import DEFAULT_TIMEOUT_S, IndexWriteLock
 from knowledge.types import DocumentInfo, ScoredChunk, StoredChunk
 
 log = logging.getLogger(__name__)
@@ -67,7 +76,10 @@ _DOCUMENTS_RECHECK_S = 5.0
 KEYWORD_SETTLE_S = 5.0
 _TEXT_BATCH_ROWS = 8192
 _FTS = dict(language="English", stem=True, remove_stop_words=True)
-_DOCUMENTS_SCHEMA = pa.schema([("doc_id", pa.string()), ("scope", pa.list_(pa.string())), ("search_text", pa.string())])
+_DOCUMENTS_SCHEMA = pa.schema([("doc_id", pa.string()), ("scope", pa.list_(pa.string())), ("search_text", pa.string()),
+                               ("marker", pa.string())])
+# How many rows (documents, or their chunks) optimize() repairs per statement: IDs go into an IN list.
+_REPAIR_BATCH = 500
 _MODEL_KEY = b"lorebot.embedding_model"
 _ANN_SETTINGS = "ann.json"
 # An audience that sees fewer rows than this is searched exactly: cheap at that size, and an ANN
@@ -140,6 +152,7 @@ class LanceStore:
         exact_search_max_rows: int = EXACT_SEARCH_MAX_ROWS,
         vectors_in_memory: bool = False,
         keyword_settle_s: float | None = KEYWORD_SETTLE_S,
+        write_lock_timeout_s: float = DEFAULT_TIMEOUT_S,
     ):
         self.path = Path(path)
         self.exact_search_max_rows = exact_search_max_rows
@@ -151,6 +164,7 @@ class LanceStore:
         self.keyword_settle_s = keyword_settle_s
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            self._write_lock = IndexWriteLock(self.path, timeout_s=write_lock_timeout_s)
             # Another process (an ingest) may write while this one serves: look for new versions often.
             self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(seconds=2))
             self._table = self._open_existing()
@@ -167,6 +181,7 @@ class LanceStore:
         self._snapshot: VectorSnapshot | None = None
         self._snapshot_lock = threading.Lock()
         self._documents_checked = time.monotonic()
+        self._table_checked = time.monotonic()
         self._documents_failure_logged = False
         self._keywords: KeywordSnapshot | None = None
         self._keywords_lock = threading.Lock()
@@ -188,6 +203,14 @@ class LanceStore:
                 "and ingest again"
             )
         return table
+
+    def _readable_table(self):
+        """The chunks table for a read. A process that opened an empty index (the bot, started
+        before the first ingest) looks for it again now and then, or it would answer nothing for good."""
+        if self._table is None and time.monotonic() - self._table_checked > _DOCUMENTS_RECHECK_S:
+            self._table_checked = time.monotonic()
+            self._table = self._open_existing()
+        return self._table
 
     def _open_documents(self):
         return self._db.open_table(DOCUMENTS_TABLE) if DOCUMENTS_TABLE in self._table_names() else None
@@ -214,15 +237,34 @@ class LanceStore:
         return list(getattr(listed, "tables", listed))
 
     def _ensure_table(self):
+        """The chunks table, created unless another process made it since this store opened
+        (called under the write lock)."""
+        self._refresh_table()
         if self._table is None:
-            self._table = self._db.create_table(TABLE, schema=_schema(self.dimension, self.model_id))
+            # exist_ok: a writer that takes no lock (an older lorebot) may create it meanwhile.
+            self._db.create_table(TABLE, schema=_schema(self.dimension, self.model_id), exist_ok=True)
+            self._table = self._open_existing()
         return self._table
 
+    def _refresh_table(self) -> None:
+        """Open the chunks table if another process created it since this store opened: a write
+        must not skip a table it cannot see (a delete or a rescope would silently do nothing)."""
+        if self._table is None:
+            self._table = self._open_existing()
+
     # -- writing -------------------------------------------------------------------------------
+
+    def exclusive_writer(self) -> AbstractContextManager[None]:
+        """Hold the index's write lock for the ``with`` block (see :mod:`knowledge.stores.write_lock`)."""
+        return self._write_lock.held()
 
     def upsert_documents(self, chunks_by_doc: dict[str, list[StoredChunk]]) -> None:
         if not chunks_by_doc:
             return
+        with self.exclusive_writer():
+            self._upsert(chunks_by_doc)
+
+    def _upsert(self, chunks_by_doc: dict[str, list[StoredChunk]]) -> None:
         table = self._ensure_table()
         data = self._to_arrow([c for chunks in chunks_by_doc.values() for c in chunks])
         doc_list = ", ".join(_quote(d) for d in chunks_by_doc)
@@ -265,17 +307,21 @@ class LanceStore:
             log.warning("could not drop the documents table: %s", e)
 
     def rescope_document(self, doc_id: str, scope: Scope) -> None:
-        if self._table is None:
-            return
-        self._table.update(where=f"doc_id = {_quote(doc_id)}", values={"scope": scope.as_list()})
-        if self._documents_to_write() is not None:
-            self._documents.update(where=f"doc_id = {_quote(doc_id)}", values={"scope": scope.as_list()})
+        with self.exclusive_writer():
+            self._refresh_table()
+            if self._table is None:
+                return
+            self._table.update(where=f"doc_id = {_quote(doc_id)}", values={"scope": scope.as_list()})
+            if self._documents_to_write() is not None:
+                self._documents.update(where=f"doc_id = {_quote(doc_id)}", values={"scope": scope.as_list()})
 
     def delete_document(self, doc_id: str) -> None:
-        if self._table is not None:
-            self._table.delete(f"doc_id = {_quote(doc_id)}")
-        if self._documents_to_write() is not None:
-            self._documents.delete(f"doc_id = {_quote(doc_id)}")
+        with self.exclusive_writer():
+            self._refresh_table()
+            if self._table is not None:
+                self._table.delete(f"doc_id = {_quote(doc_id)}")
+            if self._documents_to_write() is not None:
+                self._documents.delete(f"doc_id = {_quote(doc_id)}")
 
     def _to_arrow(self, chunks: list[StoredChunk]) -> pa.Table:
         schema = _schema(self.dimension, self.model_id)
@@ -294,9 +340,12 @@ class LanceStore:
     # -- indexes -------------------------------------------------------------------------------
 
     def optimize(self) -> None:
-        table = self._table
-        if table is None:
-            return
+        with self.exclusive_writer():
+            self._refresh_table()
+            if self._table is not None:
+                self._optimize(self._table)
+
+    def _optimize(self, table) -> None:
         existing = {ix.name: ix for ix in table.list_indices()}
         if "search_text_idx" not in existing:
             table.create_index("search_text", config=FTS(**_FTS))
@@ -313,7 +362,8 @@ class LanceStore:
 
     def _optimize_documents(self) -> None:
         """Build the documents table from the chunks if it is missing (an index from before it
-        existed, or a failed write), then bring its indexes up to date."""
+        existed, or a failed write), else repair the rows an interrupted write left wrong; then
+        bring its indexes up to date."""
         if self._documents_to_write() is not None and self._documents.schema != _DOCUMENTS_SCHEMA:
             log.info("the documents table has another layout: rebuilding it")
             self._drop_documents()
@@ -323,6 +373,8 @@ class LanceStore:
             for batch in self._document_batches(with_vectors=False):
                 documents.add(_documents_arrow(batch))
             self._documents = documents
+        else:
+            self._repair_documents()
         existing = {ix.name for ix in self._documents.list_indices()}
         if "search_text_idx" not in existing:
             self._documents.create_index("search_text", config=FTS(**_FTS))
@@ -331,6 +383,51 @@ class LanceStore:
         if "scope_idx" not in existing:
             self._documents.create_index("scope", config=LabelList())
         self._documents.optimize()
+
+    def _repair_documents(self) -> None:
+        """Rewrite the documents rows that disagree with the chunks table: missing (a process died
+        after writing a document's chunks, before its row), stale (old content or scope), orphaned
+        (its chunks deleted) or duplicated. Reads only IDs, scopes and hashes, unless a row is wrong."""
+        expected, rows_of = self._expected_document_rows()
+        present: dict[str, tuple[tuple[str, ...], str]] = {}
+        duplicated: set[str] = set()
+        listing = self._documents.search().select(["doc_id", "scope", "marker"])
+        for row in listing.limit(max(self._documents.count_rows(), 1)).to_arrow().to_pylist():
+            if row["doc_id"] in present:
+                duplicated.add(row["doc_id"])
+            present[row["doc_id"]] = (tuple(sorted(row["scope"] or ())), row["marker"])
+        wrong = {d for d, row in expected.items() if present.get(d) != row} | (duplicated & expected.keys())
+        orphaned = present.keys() - expected.keys()
+        if not wrong and not orphaned:
+            return
+        missing = len(wrong - present.keys())
+        log.warning("repairing the documents table (an interrupted write left it behind the chunks): "
+                    "%s rows missing, %s stale, %s orphaned", missing, len(wrong) - missing, len(orphaned))
+        doomed = sorted(orphaned)
+        for start in range(0, len(doomed), _REPAIR_BATCH):
+            self._documents.delete(f"doc_id IN ({', '.join(map(_quote, doomed[start:start + _REPAIR_BATCH]))})")
+        sizes = ((d, len(rows_of[d])) for d in sorted(wrong))
+        for batch in whole_document_batches(sizes, batch_chunks=_REPAIR_BATCH):
+            rows = _documents_arrow(self._whole_documents(batch, rows_of, with_vectors=False))
+            # Delete and add rather than merge: a duplicated ID matches two rows.
+            self._documents.delete(f"doc_id IN ({', '.join(map(_quote, batch))})")
+            self._documents.add(rows)
+
+    def _expected_document_rows(self) -> tuple[dict[str, tuple[tuple[str, ...], str]], dict[str, list[int]]]:
+        """``{doc_id: (sorted scope, marker)}`` as the chunks say the documents table should hold
+        them, and ``{doc_id: row ids of its chunks}``."""
+        columns = ["doc_id", "position", "scope", "content_hash"]
+        found = self._table.search().select(columns).with_row_id(True).limit(self.count() or 1).to_arrow()
+        chunks_of: dict[str, list[tuple[int, list[str], str, int]]] = {}
+        for doc_id, position, scope, content_hash, row_id in zip(
+                *(found[c].to_pylist() for c in [*columns, "_rowid"])):
+            chunks_of.setdefault(doc_id, []).append((position, scope, content_hash, row_id))
+        expected, rows_of = {}, {}
+        for doc_id, parts in chunks_of.items():
+            parts.sort(key=lambda part: part[0])
+            expected[doc_id] = (tuple(sorted(parts[0][1] or ())), _marker([part[2] for part in parts]))
+            rows_of[doc_id] = [part[3] for part in parts]
+        return expected, rows_of
 
     def _build_ann_index(self, rows: int) -> None:
         partitions = max(1, rows // self.rows_per_partition)
@@ -402,7 +499,7 @@ class LanceStore:
         return 0 if self._table is None else self._table.count_rows()
 
     def list_documents(self, access: AccessFilter | None = None) -> list[DocumentInfo]:
-        if self._table is None:
+        if self._readable_table() is None:
             return []
         columns = ["doc_id", "title", "source", "path", "content_hash", "scope"]
         query = self._table.search().select(columns).limit(self._table.count_rows() or 1)
@@ -457,7 +554,7 @@ class LanceStore:
     def search(self, request: SearchRequest, access: AccessFilter) -> list[ScoredChunk]:
         if not isinstance(access, AccessFilter):
             raise StoreError("refusing to search without an access filter")
-        if self._table is None:
+        if self._readable_table() is None:
             return []
         where = access.lance_where()
         # Phase 1 ranks IDs only. The keyword half starts first, in the background: it needs no
@@ -760,11 +857,23 @@ def _with_document_scores(chunks: dict[str, tuple[float, int, str]],
 
 def _documents_arrow(chunks_by_doc: dict[str, list[StoredChunk]]) -> pa.Table:
     """Rows of the documents table: each document's whole text and its scope (its chunks share it)."""
+    ordered = [sorted(chunks, key=lambda c: c.position) for chunks in chunks_by_doc.values()]
     return pa.table({
         "doc_id": list(chunks_by_doc),
-        "scope": [chunks[0].scope.as_list() if chunks else [] for chunks in chunks_by_doc.values()],
-        "search_text": [document_text(chunks) for chunks in chunks_by_doc.values()],
+        "scope": [chunks[0].scope.as_list() if chunks else [] for chunks in ordered],
+        "search_text": [document_text(chunks) for chunks in ordered],
+        "marker": [_marker([c.content_hash for c in chunks]) for chunks in ordered],
     }, schema=_DOCUMENTS_SCHEMA)
+
+
+def _marker(content_hashes: list[str]) -> str:
+    """What a documents row was built from: its chunks' content hashes, in order (the hashes cover
+    the title, the text and how it was chunked). Compared by ``optimize`` to find stale rows.
+
+    >>> _marker(["abc", "abc"]) == _marker(["abc", "abc"]) != _marker(["abc"])
+    True
+    """
+    return hashlib.sha256("\n".join(content_hashes).encode()).hexdigest()[:32]
 
 
 def _search_text(chunk: StoredChunk) -> str:

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -232,6 +233,15 @@ class WeaviateStore:
                         name, factor, self.options.replication_factor)
 
     # -- writing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def exclusive_writer(self) -> Iterator[None]:
+        """A no-op: Weaviate is a server that takes writes from many clients at once, and there is
+        no shared directory to lock. The store itself needs no more: a document's versions are
+        written beside each other and readers pick a complete one. (Two ingests of the *same*
+        document at the same moment can each delete the other's version; the next ingest writes it
+        again. A cluster-wide lock, if ever wanted, belongs in the database, not here.)"""
+        yield
 
     def upsert_documents(self, chunks_by_doc: dict[str, list[StoredChunk]]) -> None:
         if not chunks_by_doc:

@@ -184,3 +184,14 @@ class StoreContract:
 
     def test_export_of_an_empty_store_yields_nothing(self, store):
         assert list(store.export_documents()) == []
+
+    def test_writes_inside_the_exclusive_writer_go_through_and_it_nests(self, store):
+        # An ingest holds it around all its writes; each write (and a nested holder) must not wait on it.
+        with store.exclusive_writer():
+            with store.exclusive_writer():
+                store.upsert_documents({"eng": chunks("eng", ["the pager escalates"], Scope.channels([ENG]))})
+            store.rescope_document("eng", Scope.channels([FIN]))
+            store.optimize()
+        with store.exclusive_writer():  # released after the outermost block
+            store.delete_document("eng")
+        assert store.count() == 0
