@@ -9,12 +9,15 @@
 from __future__ import annotations
 
 import codecs
+import logging
 import re
 import unicodedata
 from pathlib import Path
 
 from knowledge.errors import LoadError
 from knowledge.types import LoadedText
+
+log = logging.getLogger(__name__)
 
 # Control characters a text can carry by accident (not tab or newline); they only confuse the tokenizer.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\u200b\ufeff]")
@@ -40,7 +43,9 @@ def decode_text(path: Path, data: bytes) -> str:
     Order: UTF-16 when it starts with a UTF-16 byte order mark (Windows "Unicode" files, the
     only text that legitimately holds NUL bytes); otherwise NUL bytes mean binary. Then UTF-8,
     via ``utf-8-sig``, which reads plain UTF-8 unchanged and drops a leading byte order mark.
-    Last, a legacy single-byte encoding: Windows-1252 first (it is what "ANSI" editors wrote,
+    A file that is UTF-8 but for a few bad bytes (a bad copy, a truncated write) stays UTF-8:
+    each bad sequence becomes U+FFFD, and a warning names the file and the count. Only a file
+    that is clearly not UTF-8 is decoded as a legacy single-byte encoding: Windows-1252 first (it is what "ANSI" editors wrote,
     and it maps 0x80-0x9F to curly quotes and dashes where Latin-1 has invisible controls),
     then Latin-1 — accepted only when the result is almost free of control characters, because
     Latin-1 decodes any bytes at all and would otherwise turn binary files into garbage text.
@@ -55,10 +60,36 @@ def decode_text(path: Path, data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        mostly_utf8 = _mostly_utf8(data)
+        if mostly_utf8 is not None:
+            text, bad = mostly_utf8
+            log.warning("%s: %d invalid UTF-8 byte sequence%s replaced with U+FFFD", path, bad, "" if bad == 1 else "s")
+            return text
         legacy = _decode_legacy(data)
         if legacy is None:
             raise LoadError(str(path), "not valid UTF-8 text, nor readable as Windows-1252/Latin-1") from e
         return legacy
+
+
+def _mostly_utf8(data: bytes) -> tuple[str, int] | None:
+    r"""``(text, number of bad sequences)`` when ``data`` is UTF-8 with a few bad bytes, else None.
+
+    The evidence is the valid multi-byte sequences: a Windows-1252 or Latin-1 file writes each
+    accented letter as one high byte followed by ASCII, which is never valid UTF-8, so it holds
+    almost none; a damaged UTF-8 file holds at least as many of them as bad sequences. A file
+    with none (ASCII and a lone high byte) is as likely Windows-1252, and is read as that.
+
+    >>> text, bad = _mostly_utf8("naïve café".encode() + b"\x93")
+    >>> text == "naïve café\ufffd", bad
+    (True, 1)
+    >>> _mostly_utf8("naïve café".encode("cp1252")) is None
+    True
+    """
+    text = data.decode("utf-8-sig", errors="replace")
+    # A U+FFFD the file itself spells (EF BF BD) is text, not a bad byte.
+    bad = text.count("\ufffd") - data.count("\ufffd".encode())
+    good = sum(1 for ch in text if ord(ch) > 0x7F) - bad
+    return (text, bad) if 0 < bad <= good else None
 
 
 def _decode_legacy(data: bytes) -> str | None:
