@@ -22,13 +22,24 @@ from knowledge.errors import AccessError
 PUBLIC = "public"
 
 # Slack conversation IDs: C… public channels, G… private channels / group DMs, D… direct messages.
-_CONVERSATION_ID = re.compile(r"^[CGD][A-Z0-9]{2,}$")
-_CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{2,}$")
+# Matched whole (fullmatch), never with "$": that also matches before a trailing newline, and
+# "C0ENG\n" is not a channel ID.
+_CONVERSATION_ID = re.compile(r"[CGD][A-Z0-9]{2,}")
+_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,}")
 
 
 def is_channel_id(value: str) -> bool:
-    """True for a Slack channel ID a document may be scoped to (``C…`` or ``G…``)."""
-    return bool(_CHANNEL_ID.match(value))
+    """True for a Slack channel ID a document may be scoped to (``C…`` or ``G…``), exactly.
+
+    >>> [is_channel_id(v) for v in ("C024BE91L", "G0SECRET", "D0DM", "C0ENG\\n", " C0ENG")]
+    [True, True, False, False, False]
+    """
+    return isinstance(value, str) and _CHANNEL_ID.fullmatch(value) is not None
+
+
+def is_conversation_id(value: str) -> bool:
+    """True for a Slack conversation ID an answer may be posted in (``C…``, ``G…`` or ``D…``), exactly."""
+    return isinstance(value, str) and _CONVERSATION_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -98,10 +109,11 @@ class Audience:
 
     @classmethod
     def for_conversation(cls, conversation_id: str | None) -> Audience:
-        conversation_id = (conversation_id or "").strip()
-        if not conversation_id:
+        """The audience of one conversation; its ID must be exactly a Slack conversation ID
+        (nothing around it: an ID that had to be cleaned up came from somewhere it should not)."""
+        if not (conversation_id or "").strip():
             raise AccessError("refusing to search without an audience: a conversation ID is required")
-        if not _CONVERSATION_ID.match(conversation_id):
+        if not is_conversation_id(conversation_id):
             raise AccessError(
                 f"not a Slack conversation ID: {conversation_id!r} (they look like C024BE91L, G…, or D…)"
             )
@@ -143,6 +155,8 @@ def filter_for(audience: Audience) -> AccessFilter:
     """
     if not isinstance(audience, Audience) or not audience.conversation_id:
         raise AccessError("refusing to search without an audience")
+    if not is_conversation_id(audience.conversation_id):  # built around for_conversation
+        raise AccessError(f"not a Slack conversation ID: {audience.conversation_id!r}")
     if audience.is_direct_message:
         return AccessFilter(frozenset({PUBLIC}))
     return AccessFilter(frozenset({PUBLIC, audience.conversation_id}))
