@@ -8,12 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.generation import GenerationRequest, Generator, Turn
+from training.chat_format import CITATION_MARKER
 from knowledge.access import Audience
 from knowledge.retrieval import Retriever
 from knowledge.types import Passage
 
 NOT_FOUND = "I couldn't find anything in the documents visible to this channel that answers this."
-_CITATION = re.compile(r"\[(\d+)\]")
+# Generators disarm [n] in the document text they quote or are shown (prompt.disarm_citations), so
+# every marker left in an answer is the generator's own.
+_CITATION = CITATION_MARKER
 SNIPPET_CHARS = 280
 
 

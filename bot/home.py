@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.rendering import escape, section
+from bot.rendering import clip, one_line, section
 from bot.slash import HELP
 from knowledge.stores.base import DocumentInfo
 from training.feedback import FeedbackStats
@@ -31,7 +31,8 @@ def home_view(facts: HomeFacts) -> dict:
     knowledge = f"*What I know:* {len(facts.documents)} document{'s' if len(facts.documents) != 1 else ''}"
     knowledge += f" — {len(public)} for everyone, {restricted} for specific channels only."
     if public:
-        knowledge += "\nFor everyone: " + ", ".join(escape(d.title) for d in public[:20]) + (" …" if len(public) > 20 else "")
+        titles = ", ".join(one_line(d.title) for d in public[:20])
+        knowledge += f"\nFor everyone: {titles}" + (" …" if len(public) > 20 else "")
     if facts.stats is None:
         feedback = "*Feedback:* not available right now."
     else:
@@ -41,13 +42,14 @@ def home_view(facts: HomeFacts) -> dict:
     if facts.generator == "extractive":
         model = "*Answers written by:* quoting the documents (no language model configured)."
     else:
-        model = f"*Answers written by:* the {facts.generator} model" + (
-            f" with adapter `{escape(facts.adapter)}`" if facts.adapter else " (base model; no fine-tuned adapter yet)")
+        adapter = (f" with adapter `{one_line(facts.adapter)}`" if facts.adapter
+                   else " (base model; no fine-tuned adapter yet)")
+        model = f"*Answers written by:* the {one_line(facts.generator)} model{adapter}"
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": "lorebot", "emoji": True}},
         section(HELP),
         {"type": "divider"},
-        section(knowledge[:3_000]),
+        section(clip(knowledge, 3_000)),
         section(feedback),
         section(model),
         section(_schedule(facts.jobs)),
@@ -56,7 +58,11 @@ def home_view(facts: HomeFacts) -> dict:
 
 
 def _schedule(jobs: dict[str, JobRun] | None) -> str:
-    """The scheduled jobs' last runs, one line each, times in the reader's own time zone."""
+    """The scheduled jobs' last runs, one line each, times in the reader's own time zone.
+
+    Outcomes only: a run's detail can name a channel-only document or a private file's path, and
+    anyone in the workspace may open this tab. The detail is in ``lorebot feedback stats``.
+    """
     if jobs is None:
         return "*Training schedule:* not available right now."
     if not jobs:
@@ -64,6 +70,6 @@ def _schedule(jobs: dict[str, JobRun] | None) -> str:
     lines = ["*Training schedule* (last runs):"]
     for name, run in jobs.items():
         when = f"<!date^{int(run.started_at.timestamp())}^{{date_short_pretty}} {{time}}|{run.started_at:%Y-%m-%d %H:%M} UTC>"
-        detail = f": {escape(run.detail[:150])}" if run.detail else ""
-        lines.append(f"• `{escape(name)}` {run.outcome} {when}{detail}")
-    return "\n".join(lines)[:3_000]
+        lines.append(f"• `{one_line(name, 80)}` {one_line(run.outcome, 20)} {when}")
+    lines.append("_Details of each run: `lorebot feedback stats`, or lorebot's logs._")
+    return clip("\n".join(lines), 3_000)

@@ -48,6 +48,20 @@ def neutralise(text: str) -> str:
     return _FENCE_TAG.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
 
 
+# A citation marker as answers are read for them (bot.answering): only a generator's own are citations.
+CITATION_MARKER = re.compile(r"\[(\d+)\]")
+
+
+def disarm_citations(text: str) -> str:
+    """Document text with its own ``[n]`` written ``(n)``, so that quoting it, or a model copying
+    it, cannot add or change an answer's citations. Serving and training fence passages alike.
+
+    >>> disarm_citations("as shown in [2], see [note]")
+    'as shown in (2), see [note]'
+    """
+    return CITATION_MARKER.sub(r"(\1)", text)
+
+
 def fence_passage(n: int, passage: PassageText, text: str | None = None) -> str:
     """Passage ``n`` as a labelled element (``text`` replaces the passage's own, e.g. cut short).
 
@@ -57,7 +71,7 @@ def fence_passage(n: int, passage: PassageText, text: str | None = None) -> str:
     Ten days.
     </passage>
     """
-    body = neutralise(passage.text if text is None else text).strip()
+    body = disarm_citations(neutralise(passage.text if text is None else text)).strip()
     return f'<passage n="{n}" title="{_attribute(passage.title)}" source="{_attribute(passage.source)}">\n{body}\n</passage>'
 
 

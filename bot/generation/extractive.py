@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bot.generation.base import Draft, GenerationRequest
+from training.chat_format import disarm_citations
 from knowledge.chunking import TABLE_RULE
 from knowledge.embedding import Embedder
 
@@ -111,8 +112,11 @@ class ExtractiveGenerator:
         threshold = best * self.relative_floor if best > 0 else best
         chosen = [candidates[i] for i in np.argsort(-scores)[: self.max_sentences] if scores[i] >= threshold]
         chosen.sort(key=lambda item: (item[0], item[1]))  # passage rank, then reading order
-        lines = [f"> {unit.shown} [{n}]" for n, _, unit in chosen]
+        # The answer is read for [n] afterwards (bot.answering), so a quote's own "[2]" would become
+        # a citation: quotes show it as "(2)", and the only markers are the ones written here.
+        quoted = [(n, disarm_citations(unit.shown)) for n, _, unit in chosen]
+        lines = [f"> {shown} [{n}]" for n, shown in quoted]
         quotes: dict[int, list[str]] = {}
-        for n, _, unit in chosen:
-            quotes.setdefault(n, []).append(unit.shown)
+        for n, shown in quoted:
+            quotes.setdefault(n, []).append(shown)
         return Draft(text=QUOTED_LABEL + "\n" + "\n".join(lines), generator=self.name, quotes=quotes)

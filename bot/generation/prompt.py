@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.generation.base import Turn
-from training.chat_format import SYSTEM_PROMPT, PassageText, chat_messages, fence_passage, user_turn
+from training.chat_format import (
+    SYSTEM_PROMPT,
+    PassageText,
+    chat_messages,
+    disarm_citations,
+    fence_passage,
+    user_turn,
+)
 
 # A chat template wraps each message in role markers (Llama 3: four tokens and an end token) and
 # the prompt in a begin token and the assistant's header.
@@ -25,8 +32,6 @@ TOKENS_PER_PROMPT = 8
 CUT_MARK = " […]"
 _PIECES = re.compile(r"[A-Za-z]+|\S")
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
-
-
 def estimate_tokens(text: str) -> int:
     """An estimate of the tokens ``text`` costs a chat model, meant to err high.
 
@@ -96,7 +101,8 @@ def build_prompt(
     used = estimate_messages(messages([]))
     cut = False
     for n, passage in enumerate(passages, start=1):
-        block = fence_passage(n, passage)
+        shown = disarm_citations(passage.text)
+        block = fence_passage(n, passage, text=shown)
         cost = estimate_tokens(block) + 1
         if used + cost <= budget_tokens:
             fenced.append(block)
@@ -105,7 +111,7 @@ def build_prompt(
         frame = estimate_tokens(fence_passage(n, passage, text="")) + 1
         room = budget_tokens - used - frame
         if room >= min_cut_passage_tokens:
-            text = cut_to_tokens(passage.text, room)
+            text = cut_to_tokens(shown, room)
             if text:
                 fenced.append(fence_passage(n, passage, text=text))
                 cut = True
