@@ -17,9 +17,10 @@ from slack_sdk.web.chat_stream import ChatStream
 
 from bot.answering import Answer, AnswerDeps, answer_question
 from bot.apologies import apology_for
+from bot.conversations import ConversationKinds, kind_of
 from bot.generation import Turn
 from bot.metrics import Metrics
-from bot.rendering import MAX_SECTION_CHARS, SlackMessage, answer_messages, split_text, to_mrkdwn
+from bot.rendering import MAX_SECTION_CHARS, SlackMessage, answer_messages, split_text, stream_markdown, to_mrkdwn
 from bot.slack_text import plain_text
 from bot.threads import read_thread, standalone_question
 from knowledge.access import Audience
@@ -67,6 +68,11 @@ class ReplyDeps:
     # An answer ready sooner than this needs no "working" sign: a placeholder replaced a moment
     # later would only flicker and spend two calls of Slack's rate limit.
     progress_delay_s: float = 0.5
+    # lorebot's bot ID (auth.test), beside its user ID: how its own earlier answers are told apart
+    # from other bots' messages in a thread.
+    bot_id: str | None = None
+    # Where questions are asked (public channel, DM…), recorded for the training rules; None: unknown.
+    conversations: ConversationKinds | None = None
 
 
 def begin_reply(ask: Ask, deps: ReplyDeps) -> ThreadProgress:
@@ -90,7 +96,9 @@ def answer_in_thread(ask: Ask, deps: ReplyDeps, progress: ThreadProgress | None 
         question, history = _in_context(ask, words, deps, progress)
         answer = answer_question(question, Audience.for_conversation(ask.channel_id), deps.answering,
                                  on_text=progress.stream, history=history)
-        interaction = interaction_for(ask, words, answer)
+        with progress.calling_slack():
+            kind = kind_of(deps.conversations, ask.channel_id)
+        interaction = interaction_for(ask, words, answer, conversation_kind=kind)
         record_interaction(deps.feedback, interaction)
         posted = progress.deliver(answer_messages(answer, interaction_id=interaction.interaction_id))
     except Exception as e:
@@ -121,18 +129,20 @@ def _in_context(ask: Ask, words: str, deps: ReplyDeps,
         return words, ()
     with progress.calling_slack():
         earlier = read_thread(deps.client, channel=ask.channel_id, thread_ts=ask.thread_ts, before_ts=ask.ts,
-                              bot_user_id=deps.bot_user_id, max_messages=deps.thread_messages,
+                              bot_user_id=deps.bot_user_id, bot_id=deps.bot_id, max_messages=deps.thread_messages,
                               max_chars=deps.thread_chars)
     history = tuple(Turn(role="assistant" if m.from_bot else "user", text=m.text) for m in earlier)
     return standalone_question(words, earlier), history
 
 
-def interaction_for(ask: Ask, words: str, answer: Answer) -> Interaction:
+def interaction_for(ask: Ask, words: str, answer: Answer, *, conversation_kind: str | None = None) -> Interaction:
+    """The record of an answer: ``asked`` is ``words``, the asker's own; ``question`` what was searched
+    for (with a thread's earlier messages folded in, by whoever wrote them)."""
     return Interaction(
         interaction_id=new_interaction_id(), channel_id=ask.channel_id, user_id=ask.user_id,
         surface=ask.surface, asked=words, question=answer.question, answer=answer.text, found=answer.found,
         generator=answer.generator, adapter=answer.adapter, team_id=ask.team_id, thread_ts=ask.thread_ts or None,
-        passages=used_passages(answer), timings_ms=dict(answer.timings_ms),
+        passages=used_passages(answer), timings_ms=dict(answer.timings_ms), conversation_kind=conversation_kind,
     )
 
 
@@ -237,6 +247,10 @@ class ThreadProgress:
         self._unsent += piece
         if self._streamer is not None and len(self._unsent) < STREAM_BUFFER_CHARS:
             return True
+        # Streaming takes Markdown, where a model's [label](url) or <!here> would be live: made inert first.
+        ready, held = stream_markdown(self._unsent)
+        if not ready:
+            return True
         try:
             with self.calling_slack():
                 if self._streamer is None:
@@ -245,8 +259,8 @@ class ThreadProgress:
                     self._streamer = self.client.chat_stream(channel=self.channel, thread_ts=self.thread_ts,
                                                              recipient_user_id=user, recipient_team_id=team,
                                                              buffer_size=1)
-                self._streamer.append(markdown_text=self._unsent)
-            self._unsent = ""
+                self._streamer.append(markdown_text=ready)
+            self._unsent = held
             return True
         except SlackApiError as e:
             log.info("streaming refused in %s (%s): updating a message instead", self.channel,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -12,13 +13,15 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.answering import Answer, AnswerDeps, Citation, answer_question
 from bot.apologies import apology_for
+from bot.conversations import ConversationKinds, kind_of
 from bot.metrics import Metrics
-from bot.rendering import SlackMessage, answer_messages, escape, section, split_text
+from bot.rendering import SlackMessage, answer_messages, escape, one_line, section, source_link, split_text
 from bot.replies import Ask, interaction_for, link_messages, record_interaction, report_answer
 from bot.slack_retries import slack_retry_handlers
 from bot.slack_text import plain_text
 from knowledge.access import Audience, filter_for
 from knowledge.stores.base import VectorStore
+from knowledge.types import DocumentInfo
 from training.feedback import FeedbackStore, Interaction
 
 log = logging.getLogger(__name__)
@@ -26,14 +29,15 @@ log = logging.getLogger(__name__)
 HELP = (
     "*lorebot* answers questions from your organization's documents, with numbered sources, using only "
     "the documents this conversation may see.\n"
-    "• `@lorebot <question>` in a channel: I answer in the thread, for everyone there. Follow-ups in the "
+    "• `@lorebot &lt;question&gt;` in a channel: I answer in the thread, for everyone there. Follow-ups in the "
     "thread (\u201cand for contractors?\u201d) are understood.\n"
-    "• `/lorebot <question>`: the answer is shown only to you, with a button to share it.\n"
+    "• `/lorebot &lt;question&gt;`: the answer is shown only to you, with a button to share it.\n"
     "• `/lorebot sources`: the documents this conversation may draw on.\n"
     "• React with :+1: or :-1: (or use the buttons) on an answer: it is how I get better."
 )
 MAX_LISTED_DOCUMENTS = 60
 _HELP_WORDS = ("", "help", "?")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 def is_question(text: str) -> bool:
@@ -59,6 +63,7 @@ class SlashDeps:
     feedback: FeedbackStore
     store: VectorStore
     metrics: Metrics
+    conversations: ConversationKinds | None = None  # the kind of conversation asked in, for training
 
 
 def run_command(command: Command, deps: SlashDeps) -> None:
@@ -83,7 +88,8 @@ def _answer(command: Command, words: str, deps: SlashDeps, reply: ResponseUrl) -
     answer = answer_question(words, Audience.for_conversation(command.channel_id), deps.answering)
     ask = Ask(channel_id=command.channel_id, user_id=command.user_id, text=words, ts="", thread_ts="",
               surface="slash", team_id=command.team_id)
-    interaction = interaction_for(ask, words, answer)
+    interaction = interaction_for(ask, words, answer,
+                                  conversation_kind=kind_of(deps.conversations, command.channel_id))
     record_interaction(deps.feedback, interaction)
     sending = time.monotonic()
     reply.send(answer_messages(answer, interaction_id=interaction.interaction_id, shareable=True),
@@ -94,11 +100,15 @@ def _answer(command: Command, words: str, deps: SlashDeps, reply: ResponseUrl) -
 
 def sources_messages(store: VectorStore, channel_id: str) -> list[SlackMessage]:
     """The documents a conversation may draw on, as one message (a long list is cut, with a count)."""
-    documents = store.list_documents(filter_for(Audience.for_conversation(channel_id)))
+    return documents_messages(store.list_documents(filter_for(Audience.for_conversation(channel_id))))
+
+
+def documents_messages(documents: list[DocumentInfo]) -> list[SlackMessage]:
+    """Documents (already only those the conversation may see) listed as one message."""
     if not documents:
         return [SlackMessage(text="No documents yet", blocks=[section(
             "No documents are visible to this conversation yet. Whoever runs lorebot can add some with "
-            "`lorebot ingest PATH --channel <this channel's ID>` (or `--public`).")])]
+            "`lorebot ingest PATH --channel &lt;this channel's ID&gt;` (or `--public`).")])]
     lines = [_document_line(d.title, d.source, public=d.scope.is_public) for d in documents[:MAX_LISTED_DOCUMENTS]]
     if len(documents) > MAX_LISTED_DOCUMENTS:
         lines.append(f"…and {len(documents) - MAX_LISTED_DOCUMENTS} more.")
@@ -108,7 +118,10 @@ def sources_messages(store: VectorStore, channel_id: str) -> list[SlackMessage]:
 
 
 def _document_line(title: str, source: str, *, public: bool) -> str:
-    name = f"<{source}|{escape(title)}>" if source.startswith(("http://", "https://")) else escape(title)
+    # Titles and sources come from file names and URLs: source_link lets only a clean http(s) URL be a link.
+    url = source_link(source)
+    label = one_line(title) or "(untitled)"
+    name = f"<{url}|{label}>" if url else label
     return f"• {name}{'' if public else '  _(this channel only)_'}"
 
 
@@ -122,7 +135,8 @@ def share_answer(*, interaction_id: str, user_id: str, channel_id: str, response
             # Another channel's answer may rest on documents this one may not see.
             reply.send_quietly("I can only share an answer in the conversation it was asked in, for the person who asked.")
             return
-        heading = f"<@{interaction.user_id}> asked: {escape(interaction.asked)}"
+        asker = f"<@{interaction.user_id}>" if _USER_ID.fullmatch(interaction.user_id) else "Someone"
+        heading = f"{asker} asked: {escape(interaction.asked)}"
         messages = answer_messages(answer_from(interaction), interaction_id=interaction_id, heading=heading)
         posted = _post_in_channel(deps.client, channel_id, messages, reply)
         link_messages(deps.feedback, interaction_id, channel_id=channel_id, posted=posted)
