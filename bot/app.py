@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from sqlalchemy import Engine
 
 from bot.answering import AnswerDeps
 from bot.config import Settings
+from bot.conversations import ConversationKinds
 from bot.credentials import SlackCredentials
 from bot.dedup import EventLedger
 from bot.generation import ExtractiveGenerator, Generator
@@ -109,6 +111,7 @@ class Services:
             model_id=self.embedder.model_id,
             ann_min_rows=self.settings.ann_min_rows,
             vectors_in_memory=self.long_running,
+            write_lock_timeout_s=self.settings.index_lock_timeout_s,
         )
 
     @property
@@ -208,7 +211,9 @@ class Services:
                              target_modules=tuple(s.lora_target_modules), epochs=s.train_epochs,
                              learning_rate=s.train_learning_rate, batch_size=s.train_batch_size,
                              max_seq_len=s.train_max_seq_len),
-            gate=GateOptions(margin=s.promotion_margin, min_citation_validity=s.promotion_min_citation_validity),
+            # The gate measures examples laid out as training saw them: the same length cap.
+            gate=GateOptions(margin=s.promotion_margin, min_citation_validity=s.promotion_min_citation_validity,
+                             max_seq_len=s.train_max_seq_len),
             min_new_examples=s.train_min_new_examples,
             promotion_hook=self.promotion_hook,
         )
@@ -296,6 +301,13 @@ def slack_client(settings: Settings, token: str) -> WebClient:
     )
 
 
+def conversation_lookup_client(settings: Settings, token: str) -> WebClient:
+    """The client that asks Slack what kind of conversation a question came from: quick, and never
+    waiting out a rate limit (the answer would wait with it; the kind is recorded as unknown instead)."""
+    return WebClient(token=token, base_url=settings.slack_api_url, timeout=5,
+                     retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)])
+
+
 def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackBot:
     """The Bolt app, its listeners registered with their dependencies.
 
@@ -310,13 +322,15 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
     # Bolt runs listeners here after acking; they only parse, de-duplicate and hand over, so a few
     # threads keep up with any burst.
     listener_threads = CountingExecutor(8, name="lorebot-listener")
+    conversations = ConversationKinds(conversation_lookup_client(settings, credentials.bot_token))
     replies = ReplyDeps(client=client, answering=services.answer_deps, feedback=services.feedback,
-                        bot_user_id=identity.get("user_id"), metrics=services.metrics,
-                        thread_messages=settings.thread_context_messages, thread_chars=settings.thread_context_chars)
+                        bot_user_id=identity.get("user_id"), bot_id=identity.get("bot_id"), metrics=services.metrics,
+                        thread_messages=settings.thread_context_messages, thread_chars=settings.thread_context_chars,
+                        conversations=conversations)
     deps = BotDeps(
         replies=replies,
         slash=SlashDeps(client=client, answering=services.answer_deps, feedback=services.feedback,
-                        store=services.store, metrics=services.metrics),
+                        store=services.store, metrics=services.metrics, conversations=conversations),
         ledger=services.ledger,
         workers=workers,
         home_facts=lambda: _home_facts(services),

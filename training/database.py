@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import Engine, MetaData, Table, create_engine, event
+from sqlalchemy import Column, Engine, MetaData, Table, create_engine, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
@@ -76,9 +77,41 @@ def open_engine(url: str) -> Engine:
         raise DatabaseError(f"cannot open the database at {masked(parsed)}: {_first_line(e)}") from e
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names (relative to the working directory unless absolute), or None
+    for an in-memory database. With ``?uri=true`` the name is a ``file:`` URI, not a path.
+
+    >>> sqlite_file(make_url("sqlite:///data/x.db")), sqlite_file(make_url("sqlite:////srv/x.db"))
+    (PosixPath('data/x.db'), PosixPath('/srv/x.db'))
+    >>> sqlite_file(make_url("sqlite:///file:/srv/x.db?uri=true")), sqlite_file(make_url("sqlite://"))
+    (PosixPath('/srv/x.db'), None)
+    """
+    database = url.database
+    if not database or database == ":memory:":
+        return None
+    if _query_value(url, "uri") not in ("1", "true", "yes", "on") or not database.startswith("file:"):
+        return Path(database)
+    path = unquote(urlsplit(database).path)
+    if _query_value(url, "mode") == "memory" or path in ("", ":memory:"):
+        return None
+    return Path(path)
+
+
+def _query_value(url: URL, key: str) -> str:
+    value = url.query.get(key, "")
+    return (value[-1] if isinstance(value, tuple) else value).lower()
+
+
 def _open_sqlite(url: URL) -> Engine:
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    if url.host or url.port or url.username:
+        # "sqlite://data/x.db" reads "data" as a host: SQLAlchemy refuses it, but only after the
+        # folder of the rest ("x.db" in the working directory) would have been made.
+        raise DatabaseError("a SQLite URL names no host: write sqlite:///relative/path.db (three slashes) "
+                            "or sqlite:////absolute/path.db (four)")
+    database = sqlite_file(url)
+    # A read-only database must exist already; making its folder would only hide the mistake.
+    if database is not None and _query_value(url, "mode") != "ro":
+        database.parent.mkdir(parents=True, exist_ok=True)
     # Threads share the pool (Bolt's lazy listeners, the scheduler), and the bot and scheduler
     # processes may share the file: wait for a writer rather than failing at once.
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -125,10 +158,42 @@ def create_tables(engine: Engine, metadata: MetaData) -> None:
         for attempt in range(attempts):
             try:
                 metadata.create_all(engine)
-                return
+                break
             except (IntegrityError, ProgrammingError, OperationalError) as e:
                 if attempt == attempts - 1 or not _lost_creation_race(e):
                     raise
+        add_missing_columns(engine, metadata)
+
+
+def add_missing_columns(engine: Engine, metadata: MetaData) -> None:
+    """Add the columns a later version gave ``metadata``'s tables to a database an earlier one made.
+
+    Only nullable columns can be added this way (rows already there read them as NULL); a missing
+    column that may not be NULL is a DatabaseError naming it.
+    """
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise DatabaseError(f"the table {table.name} in {masked(engine.url)} lacks the column "
+                                    f"{column.name}, which lorebot cannot add by itself (it may not be empty)")
+            _add_column(engine, table, column)
+
+
+def _add_column(engine: Engine, table: Table, column: Column) -> None:
+    quote = engine.dialect.identifier_preparer.quote
+    statement = text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} "
+                     f"{column.type.compile(dialect=engine.dialect)}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(statement)
+    except (ProgrammingError, OperationalError):
+        # Another replica starting at the same moment may have added it first.
+        if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+            raise
 
 
 def _lost_creation_race(error: SQLAlchemyError) -> bool:

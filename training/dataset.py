@@ -7,13 +7,22 @@ checked in this order (the names are those of :data:`EXCLUSION_REASONS`, and of 
 1. ``before_since``: created before ``DatasetOptions.since``.
 2. ``not_endorsed``: fewer than ``min_upvotes`` 👍, or 👍 minus 👎 below ``min_net_votes``. Votes
    are the store's: one per person per answer, the latest one, retracted ones gone.
-3. ``not_found``: the bot said the documents did not answer the question.
-4. ``private_passage``: a passage the answer was written from (cited or not) is neither ``public``
+3. ``unknown_conversation``: where the question was asked is not known (an answer recorded before
+   lorebot looked, or Slack did not say), and the channel is not listed as trainable.
+4. ``private_conversation``: the question was asked in a private channel, a DM, a group DM or a
+   channel shared outside the workspace (Slack Connect), not listed as trainable. What people say
+   there is theirs, whatever documents the answer came from.
+5. ``not_found``: the bot said the documents did not answer the question.
+6. ``private_passage``: a passage the answer was written from (cited or not) is neither ``public``
    nor scoped only to channels an admin listed as trainable. Training data reaches everyone who
    will ever talk to the model, so no number of 👍 lets a private passage in.
-5. ``no_citations``: the answer cites none of its passages with a ``[n]`` that exists.
-6. ``empty_after_scrubbing``: nothing but placeholders is left of the question or the answer.
-7. ``near_duplicate``: a better-voted interaction (then an earlier one) asked nearly the same question.
+7. ``no_citations``: the answer cites none of its passages with a ``[n]`` that exists.
+8. ``empty_after_scrubbing``: nothing but placeholders is left of the question or the answer.
+9. ``near_duplicate``: a better-voted interaction (then an earlier one) asked nearly the same question.
+
+The question an example carries is the asker's own words (``Interaction.asked``). The question
+as the bot searched for it, with earlier messages of the thread folded in (written by others, who
+were never asked), is used only where anyone could read them: a public channel of this workspace.
 
 Scrubbing (:func:`scrub`) replaces e-mail addresses, phone numbers, tokens and keys, and Slack user
 mentions with placeholders, in the question, the answer and every passage shown.
@@ -53,7 +62,7 @@ import numpy as np
 from knowledge.access import PUBLIC
 from knowledge.errors import ConfigurationError
 from training.chat_format import SYSTEM_PROMPT, chat_messages, fence_passage, user_turn
-from training.feedback import FeedbackStore, TalliedInteraction, UsedPassage
+from training.feedback import PUBLIC_CHANNEL, FeedbackStore, Interaction, TalliedInteraction, UsedPassage
 
 FORMAT = "lorebot-raft-chat/1"
 TRAIN_FILE, HELDOUT_FILE, MANIFEST_FILE = "train.jsonl", "heldout.jsonl", "manifest.json"
@@ -62,6 +71,10 @@ FILE_MODE = 0o644  # as a plain open() would leave them: the training job may ru
 EXCLUSION_REASONS: dict[str, str] = {
     "before_since": "created before the `since` option",
     "not_endorsed": "too few upvotes, or upvotes minus downvotes below the threshold",
+    "unknown_conversation": "asked where lorebot does not know whether the conversation is public "
+                            "(recorded before it looked, or Slack did not say), in a channel not listed as trainable",
+    "private_conversation": "asked in a private channel, a DM, a group DM or a channel shared outside the "
+                            "workspace, not listed as trainable",
     "not_found": "the bot said the documents did not answer the question",
     "private_passage": "a passage behind the answer is neither public nor from channels listed as trainable",
     "no_citations": "the answer cites none of its passages",
@@ -76,7 +89,8 @@ class DatasetOptions:
 
     min_net_votes: int = 1  # upvotes - downvotes must reach this
     min_upvotes: int = 1
-    trainable_channels: frozenset[str] = frozenset()  # admin-listed channel IDs whose passages may be learned
+    # Admin-listed channel IDs whose passages, and the questions asked in them, may be learned.
+    trainable_channels: frozenset[str] = frozenset()
     heldout_fraction: float = 0.1
     distractors: int = 2  # extra passages per example beyond the ones the answer cites
     near_duplicate_threshold: float = 0.8  # question similarity at/above which the later/lower-voted one is dropped
@@ -251,6 +265,37 @@ def passage_is_trainable(passage: UsedPassage, trainable_channels: frozenset[str
     return PUBLIC in scope or (bool(scope) and scope <= trainable_channels)
 
 
+def conversation_exclusion(interaction: Interaction, trainable_channels: frozenset[str]) -> str | None:
+    """Why the conversation a question was asked in keeps it out of training, or None if it may be learned:
+    a public channel of this workspace alone, or a channel an admin listed as trainable.
+
+    >>> asked = lambda kind, channel="C0GENERAL": Interaction("i", channel, "U", "mention", "q", "q", "a", True,
+    ...                                                       "tgi", conversation_kind=kind)
+    >>> [conversation_exclusion(asked(k), frozenset()) for k in ("public", "im", "shared", None)]
+    [None, 'private_conversation', 'private_conversation', 'unknown_conversation']
+    >>> conversation_exclusion(asked("private", "G0HR"), frozenset({"G0HR"})) is None
+    True
+    """
+    if interaction.channel_id in trainable_channels:
+        return None
+    if not interaction.conversation_kind:
+        return "unknown_conversation"
+    return None if interaction.conversation_kind == PUBLIC_CHANNEL else "private_conversation"
+
+
+def question_to_learn(interaction: Interaction) -> str:
+    """The question as an example carries it: with the thread's earlier messages folded in only in
+    a public channel; elsewhere the asker's own words alone.
+
+    >>> follow_up = Interaction("i", "G0HR", "U", "follow_up", "and for contractors?",
+    ...                         "Our layoffs hit 30 people. and for contractors?", "a", True, "tgi",
+    ...                         conversation_kind="private")
+    >>> question_to_learn(follow_up)
+    'and for contractors?'
+    """
+    return interaction.question if interaction.conversation_kind == PUBLIC_CHANNEL else interaction.asked
+
+
 _CITATION = re.compile(r"(\s*)\[(\d+)\]")
 
 
@@ -299,6 +344,8 @@ def _screen(tally: TalliedInteraction, options: DatasetOptions) -> str | _Candid
     if tally.interaction is None or tally.upvotes < options.min_upvotes or net < options.min_net_votes:
         return "not_endorsed"
     interaction = tally.interaction
+    if reason := conversation_exclusion(interaction, options.trainable_channels):
+        return reason
     if not interaction.found:
         return "not_found"
     if not all(passage_is_trainable(p, options.trainable_channels) for p in interaction.passages):
@@ -311,7 +358,7 @@ def _screen(tally: TalliedInteraction, options: DatasetOptions) -> str | _Candid
     cited = [(n, by_number[n]) for n in cited_numbers(answer) if n in by_number]
     if not cited:
         return "no_citations"
-    question, question_counts = scrub_counted(interaction.question)
+    question, question_counts = scrub_counted(question_to_learn(interaction))
     if _blank(question) or _blank(remap_citations(answer, {})):
         return "empty_after_scrubbing"
     shown = {id(p) for _, p in cited}

@@ -45,6 +45,14 @@ from training.database import create_tables, dialect_insert, reporting_outages
 UP, DOWN = 1, -1
 VOTE_CHANNELS = ("reaction", "button")
 
+# Where a question was asked, as Slack describes the conversation (``conversations.info``): a
+# public channel of this workspace alone, a private channel, a DM, a group DM, or a channel shared
+# with people outside the workspace (Slack Connect, or across an organization's workspaces).
+# None: not known (an answer recorded before lorebot looked, or the lookup failed).
+PUBLIC_CHANNEL, PRIVATE_CHANNEL, DIRECT_MESSAGE, GROUP_MESSAGE, SHARED_CHANNEL = (
+    "public", "private", "im", "mpim", "shared")
+CONVERSATION_KINDS = (PUBLIC_CHANNEL, PRIVATE_CHANNEL, DIRECT_MESSAGE, GROUP_MESSAGE, SHARED_CHANNEL)
+
 
 def new_interaction_id() -> str:
     """A fresh, unique interaction ID (32 hex digits)."""
@@ -91,6 +99,7 @@ class Interaction:
     thread_ts: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    conversation_kind: str | None = None  # one of CONVERSATION_KINDS, None when not known
 
     def as_json(self) -> dict[str, Any]:
         """Every field, JSON-ready: passages as dicts with ``scope`` a list, ``created_at`` ISO 8601."""
@@ -170,6 +179,8 @@ interactions = Table(
     Column("adapter", String(200)),
     Column("passages", JSON, nullable=False),
     Column("timings_ms", JSON, nullable=False),
+    # Added after the first release: create_tables adds it to older databases, whose rows read None.
+    Column("conversation_kind", String(16)),
     # Follow-ups ask "has the bot answered in this thread?" on every message in a thread.
     Index("ix_interactions_thread", "channel_id", "thread_ts"),
 )
@@ -453,4 +464,5 @@ def _interaction_from_row(row: Any) -> Interaction:
         thread_ts=row["thread_ts"],
         timings_ms=dict(row["timings_ms"]),
         created_at=_utc(row["created_at"]),
+        conversation_kind=row["conversation_kind"],
     )

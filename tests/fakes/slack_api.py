@@ -425,9 +425,10 @@ class Workspace:
     # ---- seeding and reading (used by FakeSlackAPI's public methods)
 
     def add_channel(self, channel: str, *, name: str | None, is_private: bool, is_im: bool,
-                    members: list[str] | None) -> None:
+                    members: list[str] | None, is_mpim: bool = False, is_ext_shared: bool = False) -> None:
         with self._lock:
-            self._channels[channel] = self._channel_object(channel, name=name, is_private=is_private, is_im=is_im)
+            self._channels[channel] = self._channel_object(channel, name=name, is_private=is_private, is_im=is_im,
+                                                           is_mpim=is_mpim, is_ext_shared=is_ext_shared)
             if members is not None:
                 self._members[channel] = list(members)
 
@@ -674,10 +675,14 @@ class Workspace:
             raise SlackError("message_not_in_streaming_state")
         return message
 
-    def _channel_object(self, channel: str, *, name: str | None, is_private: bool, is_im: bool) -> dict:
-        info = {"id": channel, "created": 1_700_000_000, "is_channel": not is_im and not is_private,
-                "is_group": is_private and not is_im, "is_im": is_im, "is_mpim": False,
-                "is_private": is_private or is_im,
+    def _channel_object(self, channel: str, *, name: str | None, is_private: bool, is_im: bool,
+                        is_mpim: bool = False, is_ext_shared: bool = False) -> dict:
+        info = {"id": channel, "created": 1_700_000_000, "is_channel": not is_im and not is_private and not is_mpim,
+                "is_group": is_private and not is_im and not is_mpim, "is_im": is_im, "is_mpim": is_mpim,
+                "is_private": is_private or is_im or is_mpim,
+                # Slack Connect: shared with another organization's workspace.
+                "is_shared": is_ext_shared, "is_ext_shared": is_ext_shared, "is_org_shared": False,
+                "is_pending_ext_shared": False,
                 "is_archived": False, "is_member": True, "context_team_id": self.identity.team_id}
         if not is_im:
             info["name"] = name or channel.lower()
@@ -982,10 +987,12 @@ class FakeSlackAPI:
         return self.workspace.store(channel, message)["ts"]
 
     def add_channel(self, channel: str, *, name: str | None = None, is_private: bool = False, is_im: bool = False,
-                    members: list[str] | None = None) -> None:
+                    members: list[str] | None = None, is_mpim: bool = False, is_ext_shared: bool = False) -> None:
         """Describe a conversation for ``conversations.info``/``conversations.members``. Unknown ids
-        still work: ``C…`` public, ``G…`` private, ``D…`` a DM, with the bot as the only member."""
-        self.workspace.add_channel(channel, name=name, is_private=is_private, is_im=is_im, members=members)
+        still work: ``C…`` public, ``G…`` private, ``D…`` a DM, with the bot as the only member.
+        ``is_mpim``: a group DM; ``is_ext_shared``: a Slack Connect channel."""
+        self.workspace.add_channel(channel, name=name, is_private=is_private, is_im=is_im, members=members,
+                                   is_mpim=is_mpim, is_ext_shared=is_ext_shared)
 
     def messages(self, channel: str, thread_ts: str | None = None) -> list[dict]:
         """Stored messages in ts order: every one in the channel (top level and replies), or one

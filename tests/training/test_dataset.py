@@ -36,7 +36,8 @@ def an_answer(question: str, answer: str = "Ten days a year [1].", passages: tup
                     a_passage(f"{slug}#1", f"Background on {question}"))
     fields = dict(interaction_id=new_interaction_id(), channel_id="C0GENERAL", user_id="U0ASKER",
                   surface="mention", asked=question, question=question, answer=answer, found=True,
-                  generator="tgi", passages=passages, created_at=START + timedelta(minutes=minutes))
+                  generator="tgi", passages=passages, created_at=START + timedelta(minutes=minutes),
+                  conversation_kind="public")
     return Interaction(**{**fields, **changes})
 
 
