@@ -32,15 +32,19 @@ _MAX_PAGES = 5  # a thread longer than 500 messages is read from its latest part
 class ThreadMessage:
     ts: str
     text: str  # plain text, mentions stripped
-    from_bot: bool
+    from_bot: bool  # lorebot's own earlier answer; another bot's message is someone else's text
 
 
 def read_thread(
     client: WebClient, *, channel: str, thread_ts: str, before_ts: str, bot_user_id: str | None,
-    max_messages: int, max_chars: int,
+    max_messages: int, max_chars: int, bot_id: str | None = None,
 ) -> list[ThreadMessage]:
     """The thread's messages before ``before_ts``, oldest first: the latest ``max_messages`` of
-    them, fewer if their text would pass ``max_chars``."""
+    them, fewer if their text would pass ``max_chars``.
+
+    A message is lorebot's own (``from_bot``) only if it carries lorebot's user ID
+    (``bot_user_id``) or bot ID (``bot_id``), both from ``auth.test``.
+    """
     messages: list[dict] = []
     cursor = None
     for _ in range(_MAX_PAGES):
@@ -59,8 +63,20 @@ def read_thread(
         if len(text) > budget:
             break
         budget -= len(text)
-        kept.append(ThreadMessage(ts=m["ts"], text=text, from_bot=bool(m.get("bot_id")) or m.get("user") == bot_user_id))
+        kept.append(ThreadMessage(ts=m["ts"], text=text, from_bot=is_own_message(m, bot_user_id=bot_user_id, bot_id=bot_id)))
     return list(reversed(kept))
+
+
+def is_own_message(message: dict, *, bot_user_id: str | None, bot_id: str | None) -> bool:
+    """True when lorebot posted ``message``. Any bot, or a person, can post in a thread: what
+    another bot wrote must never pass for lorebot's earlier answer (a model would take it as its own).
+
+    >>> mine = {"user": "U0LOREBOT", "bot_id": "B0LOREBOT"}
+    >>> [is_own_message(m, bot_user_id="U0LOREBOT", bot_id="B0LOREBOT")
+    ...  for m in (mine, {"bot_id": "B0LOREBOT"}, {"user": "U0OTHER", "bot_id": "B0OTHER"}, {"user": "U0ASKER"})]
+    [True, True, False, False]
+    """
+    return bool((bot_user_id and message.get("user") == bot_user_id) or (bot_id and message.get("bot_id") == bot_id))
 
 
 def standalone_question(question: str, earlier: list[ThreadMessage]) -> str:

@@ -88,8 +88,18 @@ def wait_until(condition, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def run_soon(scheduler, job_id: str) -> None:
-    scheduler.modify_job(job_id, next_run_time=datetime.now(timezone.utc))
+def run_soon(scheduler, job_id: str) -> datetime:
+    """Make the job due now; returns the run time set (it moves on once the job is handed over)."""
+    soon = datetime.now(timezone.utc)
+    scheduler.modify_job(job_id, next_run_time=soon)
+    return soon
+
+
+def weekly_due_in(delta: timedelta) -> dict:
+    """A weekly schedule whose next run is ``delta`` from now: how the Sunday 03:00 job looks from
+    Saturday afternoon, whatever day the test runs on."""
+    at = datetime.now(timezone.utc) + delta
+    return {"day_of_week": at.strftime("%a").lower(), "hour": at.hour, "minute": at.minute}
 
 
 def lines(path: Path) -> int:
@@ -137,16 +147,23 @@ def test_a_changed_schedule_applies_and_a_job_no_longer_specified_is_removed(sch
     assert export.next_run_time - datetime.now(timezone.utc) <= timedelta(days=1)
 
 
-def test_two_schedulers_never_train_at_once(schedulers, job_log, tmp_path):
-    train = weekly("train", "occupy", kwargs={"state_dir": str(tmp_path), "seconds": 1.5}, exclusive=True)
+@pytest.mark.parametrize("schedule", [
+    None,  # Sundays 03:00: from Saturday 03:00 on, its next run is less than a day away
+    weekly_due_in(timedelta(hours=2)),
+    weekly_due_in(timedelta(days=6, hours=23)),
+], ids=["sunday-3am", "next-run-in-2-hours", "next-run-in-7-days"])
+def test_two_schedulers_never_train_at_once(schedulers, job_log, tmp_path, schedule):
+    changes = {"schedule": schedule} if schedule else {}
+    train = weekly("train", "occupy", kwargs={"state_dir": str(tmp_path), "seconds": 1.5}, exclusive=True, **changes)
     first, second = schedulers(lease_s=5), schedulers(lease_s=5)
     start_with_jobs(first, [train])
     start_with_jobs(second, [train])
 
-    run_soon(first, "train")
+    due = run_soon(first, "train")
     wait_until(lambda: (tmp_path / "running").exists())
-    # APScheduler moves the run time on just after handing the job over: then the second's turn.
-    wait_until(lambda: second.get_job("train").next_run_time > datetime.now(timezone.utc) + timedelta(days=1))
+    # APScheduler moves the run time on (to the next weekly one, however near) just after handing
+    # the job over: then the second's turn.
+    wait_until(lambda: second.get_job("train").next_run_time > due)
     run_soon(second, "train")
     wait_until(lambda: any(run.outcome == "ok" for run in job_log.runs("train")))
     runs = job_log.runs("train")
