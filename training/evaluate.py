@@ -277,6 +277,9 @@ def evaluate_candidate(*, base_model: str, candidate: Path, incumbent: Path | No
     promote, reason = decide(candidate=candidate.name, incumbent=incumbent.name if incumbent else None,
                              candidate_loss=candidate_loss, incumbent_loss=incumbent_loss,
                              citation_validity=validity, generations=len(generations), options=options)
+    if not encoded:  # "nan is inf% above nan" would say nothing useful
+        reason = (f"no held-out answer fits in {options.max_seq_len} tokens (the passages before it fill them): "
+                  "there is no loss to compare; raise LOREBOT_TRAIN_MAX_SEQ_LEN")
     report = GateReport(
         candidate=candidate.name, incumbent=incumbent.name if incumbent else None,
         candidate_loss=round(candidate_loss, 6), incumbent_loss=round(incumbent_loss, 6),

@@ -49,6 +49,10 @@ def test_thumbs_up_in_public_channels_become_the_adapter_the_next_answer_uses(mo
         "LOREBOT_TRAIN_MIN_NEW_EXAMPLES": "4", "LOREBOT_HELDOUT_FRACTION": "0.3",
         # Small enough for a CPU test: a few steps of a tiny model; the gate still compares losses.
         "LOREBOT_TRAIN_EPOCHS": "2", "LOREBOT_TRAIN_LEARNING_RATE": "0.01", "LOREBOT_TRAIN_BATCH_SIZE": "4",
+        # The tiny tokenizer spends ~2,000 tokens on an example's three passages: at the default 2,048
+        # the answer of an example with long distractors is cut off, and a held-out set of only such
+        # examples has no loss to compare (the test then failed on which distractors were drawn).
+        "LOREBOT_TRAIN_MAX_SEQ_LEN": "4096",
         "LOREBOT_LORA_TARGET_MODULES": json.dumps(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                                    "down_proj"]),
         "LOREBOT_PROMOTION_MARGIN": "0.0", "LOREBOT_PROMOTION_MIN_CITATION_VALIDITY": "0.0",

@@ -125,3 +125,12 @@ def test_an_adapter_no_better_than_the_incumbent_by_the_margin_is_refused(tiny_b
     assert report.candidate_loss == report.incumbent_loss
     assert not report.promote
     assert "only 0.0% below" in report.reason and "needs 2.0%" in report.reason
+
+
+def test_when_no_held_out_answer_fits_the_length_cap_the_gate_says_so(tiny_base, trained, chat_dataset):
+    _registry, result = trained
+    report = evaluate_candidate(base_model=tiny_base, candidate=result.path, incumbent=None,
+                                heldout=chat_dataset / "heldout.jsonl",
+                                options=GateOptions(generations=0, margin=0.0, max_seq_len=16), progress=False)
+    assert not report.promote and report.examples == 0
+    assert "no held-out answer fits in 16 tokens" in report.reason and "LOREBOT_TRAIN_MAX_SEQ_LEN" in report.reason
