@@ -152,7 +152,8 @@ class Services:
     @cached_property
     def generator(self) -> Generator:
         """The model at TGI_URL (quoting whenever it cannot answer), else quoting."""
-        extractive = ExtractiveGenerator(embedder=self.embedder)
+        extractive = ExtractiveGenerator(embedder=self.embedder, max_units=self.settings.answer_max_units,
+                                         max_chars=self.settings.answer_max_chars)
         if not self.settings.tgi_url:
             return extractive
         return WithFallback(primary=self.tgi, fallback=extractive, on_fallback=self.metrics.fallback)

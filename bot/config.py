@@ -168,6 +168,10 @@ class Settings(BaseSettings):
     dense_weight: float = Field(default=0.5, ge=0.0, le=1.0, validation_alias="LOREBOT_DENSE_WEIGHT")
     candidates: int = Field(default=50, ge=10, le=1000, validation_alias="LOREBOT_CANDIDATES")
     min_similarity: float = Field(default=0.39, ge=-1.0, le=1.0, validation_alias="LOREBOT_MIN_SIMILARITY")
+    # Extractive answers: the unit that answers leads; at most this many units are quoted, and what
+    # follows the lead (which is always quoted whole) stays within this many characters.
+    answer_max_units: int = Field(default=3, ge=1, le=20, validation_alias="LOREBOT_ANSWER_MAX_UNITS")
+    answer_max_chars: int = Field(default=600, ge=0, le=10_000, validation_alias="LOREBOT_ANSWER_MAX_CHARS")
 
     # The vector index: exact search below this many chunks (fast enough and exact), ANN above.
     ann_min_rows: int = Field(default=250_000, ge=1, validation_alias="LOREBOT_ANN_MIN_ROWS")

@@ -1,6 +1,6 @@
-"""The extractive generator, lorebot's default: it quotes the passages' most relevant sentences,
-each with its ``[n]`` citation, and says plainly that it is quoting. It needs no generation server
-and can never state anything the documents do not say.
+"""The extractive generator, lorebot's default: it quotes the passage units that answer the question
+(the one that answers best first), each with its ``[n]`` citation, and says plainly that it is
+quoting. It needs no generation server and can never state anything the documents do not say.
 """
 
 from __future__ import annotations
@@ -11,12 +11,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bot.generation.answer_units import (
+    answer_type,
+    figures,
+    keyword_evidence,
+    question_parts,
+    type_evidence,
+)
 from bot.generation.base import Draft, GenerationRequest
-from training.chat_format import disarm_citations
 from knowledge.chunking import TABLE_RULE
 from knowledge.embedding import Embedder
+from knowledge.types import Passage
+from training.chat_format import disarm_citations
 
 QUOTED_LABEL = "Quoted from the documents:"
+EXCERPT_BREAK = "…"  # the line between excerpts of one document in a passage
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _EMPHASIS = re.compile(r"\*\*|__|`")
@@ -32,10 +41,16 @@ class Quotable:
 
     shown: str
     scored: str
+    # A short line that does not end like a sentence: possibly a heading whose markup was lost.
+    heading_like: bool = False
+    table_row: bool = False
 
 
-def quotable_units(text: str) -> list[Quotable]:
+def quotable_units(text: str, context: str = "") -> list[Quotable]:
     r"""The passage split into quotable units, headings used as context rather than quoted.
+
+    ``context`` is the heading the passage starts under: a chunk cut from the middle of a section
+    has lost its heading line, not its subject.
 
     >>> [q.shown for q in quotable_units("## Leave\n- Ten days a year. Unused days expire.")]
     ['Ten days a year.', 'Unused days expire.']
@@ -45,12 +60,17 @@ def quotable_units(text: str) -> list[Quotable]:
     '25 minutes; Page the VP'
     >>> [q.shown for q in quotable_units("## Paging\nPages escalate after 10 minutes\nDental coverage: 80 percent")]
     ['Pages escalate after 10 minutes', 'Dental coverage: 80 percent']
+    >>> quotable_units("Be online from 10:00 to 14:00.", context="Core hours")[0].scored
+    'Core hours: Be online from 10:00 to 14:00.'
     """
     units: list[Quotable] = []
-    context, header = "", None
+    header = None
     lines = [_EMPHASIS.sub("", line).strip() for line in text.splitlines() if line.strip()]
     for i, line in enumerate(lines):
         if TABLE_RULE.match(line):
+            continue
+        if line == EXCERPT_BREAK:  # what follows is from elsewhere in the document
+            context, header = "", None
             continue
         if _is_table_row(line):
             cells = [c.strip() for c in line.strip("|").split("|")]
@@ -59,21 +79,36 @@ def quotable_units(text: str) -> list[Quotable]:
                 continue
             named = zip(header, cells) if header and len(header) == len(cells) else (("", c) for c in cells)
             shown = "; ".join(f"{h}: {c}" if h else c for h, c in named if c)
-            units.append(Quotable(shown, f"{context}: {shown}" if context else shown))
+            units.append(Quotable(shown, f"{context}: {shown}" if context else shown, table_row=True))
             continue
         header = None
         if line.startswith("#"):
             context = line.lstrip("#").strip()
             continue
         item = _LIST_MARKER.sub("", line)
+        heading_like = _may_be_heading(line)
         for sentence in _SENTENCE_END.split(item):
             if len(sentence.split()) >= 3:
-                units.append(Quotable(sentence.strip(), f"{context}: {sentence.strip()}" if context else sentence.strip()))
-        if _may_be_heading(line):
+                units.append(Quotable(sentence.strip(), f"{context}: {sentence.strip()}" if context else sentence.strip(),
+                                      heading_like))
+        if heading_like:
             # PDFs lose heading markup, so a short line that does not end like a sentence may be
             # one: it becomes the context of what follows, and stays quotable in case it is not.
             context = line
     return units
+
+
+def _lost_heading(passage: Passage) -> str:
+    """The heading a passage starts under when its text does not show it (a chunk cut mid-section).
+
+    A heading that appears in the text is where the text reaches it, not where it starts.
+    """
+    if not passage.heading_path:
+        return ""
+    heading = passage.heading_path[-1]
+    shown = {_EMPHASIS.sub("", line).strip().lstrip("#").strip() for line in passage.text.splitlines()}
+    # Excerpts joined by "…" come from several places; which one the heading belongs to is unknown.
+    return "" if heading in shown or EXCERPT_BREAK in shown else heading
 
 
 def _is_table_row(line: str) -> bool:
@@ -86,13 +121,34 @@ def _may_be_heading(line: str) -> bool:
 
 @dataclass
 class ExtractiveGenerator:
-    """Quotes the sentences closest in meaning to the question from the best passages."""
+    """Leads with the unit that answers the question, then adds the few that add something.
+
+    Each unit is scored by its embedding similarity to the question, plus keyword evidence (the
+    question's rarer words in the unit or its heading) and the answer type (a unit holding the
+    amount, date, duration or person the question asks for is raised, one without it lowered).
+    The best unit leads; others follow only if they score close to it, are not near duplicates of
+    what is already quoted, and fit the budgets (``max_units`` units, ``max_chars`` characters
+    beyond the lead, which is always quoted whole).
+    """
 
     embedder: Embedder
-    max_sentences: int = 3
+    max_units: int = 3
+    max_chars: int = 600
     passages_considered: int = 3
-    # A sentence is quoted only if it is nearly as relevant as the best one: no padding with noise.
-    relative_floor: float = 0.8
+    # Weights on top of cosine similarity (which spans ~0.1-0.7 here): a full keyword match is
+    # worth about a third of the similarity range, holding the asked type about a sixth.
+    keyword_weight: float = 0.3
+    type_weight: float = 0.12
+    # A bare heading-like line ("Retirement savings 401(k) plan") names a topic, it rarely answers.
+    heading_penalty: float = 0.1
+    # A table row holding the asked type: tables are where documents state amounts and dates.
+    table_weight: float = 0.1
+    # A supporting unit must score within this of the best: no padding with noise.
+    support_margin: float = 0.25
+    # Lead candidates this close count as tied (see _best).
+    tie_margin: float = 0.02
+    # Units this similar to one already quoted say the same thing (overlapping chunks repeat text).
+    duplicate_similarity: float = 0.9
     name: str = "extractive"
 
     def generate(self, request: GenerationRequest, *, on_text: Callable[[str], None] | None = None) -> Draft:
@@ -101,17 +157,23 @@ class ExtractiveGenerator:
         candidates = [
             (n, order, unit)
             for n, passage in enumerate(passages[: self.passages_considered], start=1)
-            for order, unit in enumerate(quotable_units(passage.text))
+            for order, unit in enumerate(quotable_units(passage.text, _lost_heading(passage)))
         ]
         if not candidates:
             return Draft(text="", generator=self.name)
         if question_vector is None:  # retrieval already embedded it on the usual path
             question_vector = self.embedder.encode([question])[0]
-        scores = self.embedder.encode([unit.scored for _, _, unit in candidates]) @ question_vector
-        best = float(np.max(scores))
-        threshold = best * self.relative_floor if best > 0 else best
-        chosen = [candidates[i] for i in np.argsort(-scores)[: self.max_sentences] if scores[i] >= threshold]
-        chosen.sort(key=lambda item: (item[0], item[1]))  # passage rank, then reading order
+        units = [unit for _, _, unit in candidates]
+        parts = question_parts(question)
+        # A message asking two things is scored per question asked; those are embedded in the same
+        # batch as the units, so that costs no extra call to the model.
+        asked = parts if len(parts) > 1 else []
+        encoded = self.embedder.encode([*asked, *(unit.scored for unit in units)])
+        vectors = encoded[len(asked):]
+        part_vectors = list(encoded[: len(asked)]) or [question_vector]
+        picked = self._select(question, parts, units, vectors, [vectors @ v for v in part_vectors],
+                              vectors @ question_vector)
+        chosen = [candidates[i] for i in picked]
         # The answer is read for [n] afterwards (bot.answering), so a quote's own "[2]" would become
         # a citation: quotes show it as "(2)", and the only markers are the ones written here.
         quoted = [(n, disarm_citations(unit.shown)) for n, _, unit in chosen]
@@ -120,3 +182,64 @@ class ExtractiveGenerator:
         for n, shown in quoted:
             quotes.setdefault(n, []).append(shown)
         return Draft(text=QUOTED_LABEL + "\n" + "\n".join(lines), generator=self.name, quotes=quotes)
+
+    def scores(self, question: str, units: list[Quotable], similarities: np.ndarray) -> np.ndarray:
+        """Each unit's score for a question: similarity, plus keyword and answer-type evidence.
+
+        A table row holding the asked type gains a little more (a table is where a document
+        states its amounts and dates), a bare heading-like line loses a little.
+        """
+        keywords = np.asarray(keyword_evidence(question, [u.scored for u in units]), dtype=np.float32)
+        # The type is judged on what is shown: a heading such as "2025 cycle dates" must not make
+        # every row under it look like a date.
+        types = np.asarray(type_evidence(answer_type(question), [u.shown for u in units]), dtype=np.float32)
+        rows = np.asarray([u.table_row for u in units], dtype=np.float32) * (types > 0)
+        headings = np.asarray([u.heading_like for u in units], dtype=np.float32)
+        return (np.asarray(similarities, dtype=np.float32) + self.keyword_weight * keywords
+                + self.type_weight * types + self.table_weight * rows - self.heading_penalty * headings)
+
+    def _select(self, question: str, parts: list[str], units: list[Quotable], vectors: np.ndarray,
+                part_similarities: list[np.ndarray], similarities: np.ndarray) -> list[int]:
+        """Indexes of the units to quote: the lead first, then its support in reading order."""
+        by_part = [self.scores(part, units, sims) for part, sims in zip(parts, part_similarities)]
+        overall = by_part[0] if len(parts) == 1 else self.scores(question, units, similarities)
+        picked: list[int] = []
+        used_chars = 0
+
+        def add(i: int) -> None:
+            nonlocal used_chars
+            if len(picked) >= self.max_units or i in picked:
+                return
+            if self._repeats(i, picked, units, vectors):
+                return
+            if picked and used_chars + len(units[i].shown) > self.max_chars:
+                return
+            picked.append(i)
+            used_chars += len(units[i].shown) if len(picked) > 1 else 0
+
+        # Each question asked gets its best unit, the first question's leading; then units about as
+        # good as the best for the whole message, while the budgets last.
+        for scores in by_part:
+            add(self._best(scores))
+        floor = float(np.max(overall)) - self.support_margin
+        for i in np.argsort(-overall, kind="stable"):
+            if overall[i] < floor:
+                break
+            add(int(i))
+        return picked[:1] + sorted(picked[1:])
+
+    def _repeats(self, i: int, picked: list[int], units: list[Quotable], vectors: np.ndarray) -> bool:
+        """True when unit ``i`` says what is already quoted: the same text, or nearly the same
+        meaning with no figure of its own (rows of one table are alike but for their figures)."""
+        if not picked:
+            return False
+        if any(units[i].shown == units[j].shown for j in picked):
+            return True
+        quoted_figures = set().union(*(figures(units[j].shown) for j in picked))
+        new_figures = figures(units[i].shown) - quoted_figures
+        return not new_figures and any(float(vectors[i] @ vectors[j]) >= self.duplicate_similarity for j in picked)
+
+    def _best(self, scores: np.ndarray) -> int:
+        # Scores this close do not tell units apart; documents put the usual case first (the first
+        # row of a table, the first sentence of a section), so the earliest of them is taken.
+        return int(np.flatnonzero(scores >= float(np.max(scores)) - self.tie_margin)[0])

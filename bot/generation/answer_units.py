@@ -1,0 +1,215 @@
+"""What a question asks for, and how much of it a quotable unit holds: cheap text evidence that the
+extractive generator adds to embedding similarity when it picks the unit that answers.
+
+Two signals, both regular expressions over a few dozen short units (well under a millisecond):
+
+- keyword evidence: the question's content words (lower-cased, lightly stemmed, stop words out)
+  found in the unit and its heading, weighted by how rare each is among the candidate units;
+- the answer type: "how many" wants an amount, "when" a date or time, "how long" a duration, "who"
+  a person or role. A unit holding the asked type is what a reader wants to see first.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import Literal
+
+AnswerType = Literal["amount", "date", "duration", "person", "frequency", "contact"]
+
+# Checked in order: "how long ago" is a date, "how much time" a duration, before the broader kinds.
+_QUESTION_KINDS: tuple[tuple[AnswerType, re.Pattern[str]], ...] = (
+    ("duration", re.compile(r"\bhow\s+(?:long|soon)\b|\bhow\s+(?:much|many)\s+(?:time|days|hours|weeks|months|years|minutes)\b")),
+    ("frequency", re.compile(r"\bhow\s+often\b|\bhow\s+frequently\b")),
+    ("contact", re.compile(r"\b(?:phone|telephone|hotline|number\s+to\s+call|e-?mail\s+address|url|website|web\s+page)\b")),
+    ("amount", re.compile(
+        r"\bhow\s+(?:many|much)\b|\bwhat\s+(?:percent|percentage)\b|\bhow\s+big\b|"
+        r"\bwhat(?:'s|s|\s+is|\s+are|\s+was)?\s+(?:the\s+|our\s+|my\s+)?(?:\w+\s+)?"
+        r"(?:percent|percentage|rate|cost|price|fee|budget|cap|limit|amount|stipend|salary|allowance|max|maximum|minimum)\b")),
+    ("date", re.compile(
+        r"\bwhen\b|\bwhat\s+(?:days?|dates?|times?|weeks?|months?|year|hours?)\b|\bwhich\s+(?:days?|dates?|weeks?|months?)\b|"
+        r"\bdeadline\b|\bdue\s+(?:date|by)\b|\bby\s+when\b|\buntil\s+when\b|"
+        r"\b(?:core|office|opening|working|business)\s+hours\b")),
+    ("person", re.compile(r"\bwho(?:m|se|'s)?\b|\bwhich\s+(?:person|people|team|manager|role)\b")),
+)
+
+_NUMBER_WORDS = (r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
+                 r"forty|fifty|sixty|ninety|hundred|a\s+dozen|half|a\s+few)")
+_TIME_UNITS = r"(?:minutes?|mins?|hours?|hrs?|days?|weeks?|months?|years?|quarters?|seconds?)"
+# A number standing for a quantity, not part of a name such as "401(k)", "IC4" or "SEV1".
+_NUMBER = r"(?<![\w(/-])[$€£]?\d[\d,]*(?:\.\d+)?(?![\w(]|/\d)"
+_MONTHS = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
+_WEEKDAYS = r"(?:mon|tues|wednes|thurs|fri|satur|sun)day"
+
+_HAS: dict[AnswerType, re.Pattern[str]] = {
+    "amount": re.compile(rf"{_NUMBER}|\b{_NUMBER_WORDS}\s+\w+|\b(?:once|twice)\b|\bunlimited\b|\bnone\b", re.IGNORECASE),
+    "duration": re.compile(
+        rf"(?:{_NUMBER}|\b{_NUMBER_WORDS}|\b(?:a|an))[\s-]*(?:an?\s+)?(?:(?:business|working|calendar|consecutive|full)\s+)?{_TIME_UNITS}\b|"
+        r"\b(?:weekly|daily|monthly|annually|overnight|immediately)\b", re.IGNORECASE),
+    "date": re.compile(
+        rf"\b{_MONTHS}\b\.?\s*\d|\b\d{{1,2}}\s+{_MONTHS}\b|\b{_WEEKDAYS}s?\b|\b\d{{1,2}}:\d{{2}}\b|"
+        r"\b\d{1,2}\s*(?:am|pm|a\.m\.|p\.m\.)|\bnoon\b|\bmidnight\b|\b(?:19|20)\d\d\b|\b\d{4}-\d\d-\d\d\b|"
+        rf"\bQ[1-4]\b|\bend\s+of\s+(?:the\s+)?(?:day|week|month|quarter|year)\b|\b{_MONTHS}\b|"
+        rf"\bwithin\s+(?:{_NUMBER}|{_NUMBER_WORDS})\s+(?:\w+\s+)?{_TIME_UNITS}\b", re.IGNORECASE),
+    "frequency": re.compile(
+        r"\bevery\b|\beach\s+(?:day|week|month|quarter|year)\b|\b(?:weekly|daily|monthly|quarterly|yearly|annually)\b|"
+        r"\b(?:once|twice|\w+\s+times)\s+(?:a|per|each)\b|\bper\s+(?:day|week|month|quarter|year)\b", re.IGNORECASE),
+    "contact": re.compile(r"\+?\d[\d ().-]{6,}\d|[\w.+-]+@[\w-]+\.[\w.]+|\bhttps?://\S+|\bwww\.\S+|(?<!\w)#[a-z][\w-]+", re.IGNORECASE),
+    "person": re.compile(
+        r"\b(?:manager|director|VP|vice\s+president|CFO|CEO|CTO|COO|controller|head\s+of|lead|owner|admin|"
+        r"administrator|team|commander|secondary|primary|on-call|engineer|officer|chair|committee|board|"
+        r"HR|People\s+team|Legal|Finance|IT|payroll|buddy|approver|supervisor|president|founder)s?\b|"
+        r"(?<=\w\s)[A-Z][a-z]+(?:-[A-Z][a-z]+)?\s+[A-Z][a-z]+(?:-[A-Z][a-z]+)?\b"),
+}
+
+# "When" is also answered by a duration ("within 5 working days"), so either type counts.
+ACCEPTS: dict[AnswerType, tuple[AnswerType, ...]] = {
+    "amount": ("amount",),
+    "duration": ("duration",),
+    "date": ("date", "duration"),
+    "frequency": ("frequency", "duration"),
+    "person": ("person",),
+    "contact": ("contact",),
+}
+
+# Function words and the filler of Slack questions: they say nothing about which unit answers.
+_STOP_WORD_TEXT = """
+a about above after again all also am an and any anyone anything are as at be been before being below between
+both but by can could did do does doing done during each else for from get gets getting got had has have having
+he her here hers him his how i if in into is it its itself just know let like me more most much my need needs
+no nor not now of off on once only or other our ours out over own please pls same she should so some someone
+something than thanks thank that the their them then there these they this those through to too under until up
+us very was we were what whats what's when where which while who whom whose why will with would you your yours
+yourself hey hi hello many anybody ever still really actually quick question wondering wonder trying figure
+tell does doesn't dont don't im i'm ive i've id i'd can't cant isn't going want long often soon
+"""
+_STOP_WORDS = frozenset(_STOP_WORD_TEXT.split())
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_LETTER_IN_PARENS = re.compile(r"\((\w)\)")  # "401(k)" is asked as "401k"
+_SUFFIXES = ("ations", "ation", "ments", "ment", "ings", "ing", "ions", "ion", "ers", "er", "ies", "ied",
+             "ed", "es", "als", "al", "ly", "s", "e")
+
+
+_PART_BREAK = re.compile(
+    r"\?\s+(?=\S)|;\s+|,?\s+(?:and|also|plus|or)\s+(?=(?:if|when|what|which|who|how|where|do|does|is|are|can|"
+    r"by\s+when|until\s+when)\b)", re.IGNORECASE)
+
+_LEADING_CONJUNCTION = re.compile(r"^\s*(?:and|also|plus|or|but)\s+", re.IGNORECASE)
+
+
+def question_parts(question: str, *, most: int = 3) -> list[str]:
+    """The questions asked in one message, the first one first (a Slack message often asks two).
+
+    >>> question_parts("when are promo packets due for the fall cycle, and which week is calibration?")
+    ['when are promo packets due for the fall cycle', 'which week is calibration?']
+    >>> question_parts("does it roll over? and by when do i have to use it")
+    ['does it roll over', 'by when do i have to use it']
+    >>> question_parts("how many sick days do we get a year")
+    ['how many sick days do we get a year']
+    """
+    pieces = _PART_BREAK.split(question.strip())
+    parts = [_LEADING_CONJUNCTION.sub("", p).strip(" ,.!" if i == len(pieces) - 1 else " ,.?!")
+             for i, p in enumerate(pieces)]
+    parts = [p for p in parts if terms(p)] or [question]
+    return parts[: most - 1] + [" ".join(parts[most - 1:])] if len(parts) > most else parts
+
+
+def answer_type(question: str) -> AnswerType | None:
+    """The kind of thing the question asks for, or None when it asks for no particular kind.
+
+    >>> answer_type("how many vacation days do I get?"), answer_type("when are promo packets due?")
+    ('amount', 'date')
+    >>> answer_type("how long until a page escalates?"), answer_type("who signs off on a 30k payment?")
+    ('duration', 'person')
+    >>> answer_type("is there a dress code") is None
+    True
+    """
+    lowered = question.lower()
+    for kind, pattern in _QUESTION_KINDS:
+        if pattern.search(lowered):
+            return kind
+    return None
+
+
+def holds(text: str, kind: AnswerType) -> bool:
+    """True when ``text`` holds something of the asked kind (or of a kind that answers it).
+
+    >>> holds("Less than 3 years: 18 days", "amount"), holds("Retirement savings 401(k) plan", "amount")
+    (True, False)
+    >>> holds("Packets are due September 12.", "date"), holds("The draft is due within 5 working days.", "date")
+    (True, True)
+    >>> holds("Page escalates to the VP Engineering, Kwame Asante-Reyes", "person")
+    True
+    """
+    return any(_HAS[accepted].search(text) for accepted in ACCEPTS[kind])
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """A light suffix stripper, enough for "approves", "approval" and "approver" to meet.
+
+    >>> [stem(w) for w in ("approves", "approval", "approvers", "days", "contributing", "contributions")]
+    ['approv', 'approv', 'approv', 'day', 'contribut', 'contribut']
+    >>> stem("use") == stem("used")
+    True
+    """
+    word = word.removesuffix("'s")
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 2:
+            word = word[: -len(suffix)] + ("y" if suffix in ("ies", "ied") else "")
+            break
+    return word.removesuffix("e") if len(word) >= 3 else word
+
+
+def terms(text: str) -> set[str]:
+    """The stemmed content words of a text.
+
+    >>> sorted(terms("How many vacation days do I get in my first years?"))
+    ['day', 'first', 'vac', 'year']
+    """
+    words = _WORD.findall(_LETTER_IN_PARENS.sub(r"\1", text.lower()))
+    return {stem(w) for w in words if w not in _STOP_WORDS and len(w) > 1}
+
+
+_FIGURE = re.compile(r"\d[\d,.:/-]*\d|\d")
+
+
+def figures(text: str) -> set[str]:
+    """The numbers, amounts, dates and times a text states.
+
+    >>> sorted(figures("Less than 3 years: 18 days, 0.75 days per period, from 10:00"))
+    ['0.75', '10:00', '18', '3']
+    """
+    return set(_FIGURE.findall(text))
+
+
+def keyword_evidence(question: str, units: Sequence[str]) -> list[float]:
+    """For each unit, the IDF-weighted share (0..1) of the question's content words it contains.
+
+    Words rare among the candidates weigh most: "packets" tells these units apart, "promo" hardly.
+    Question words found in no unit are left out of the share, so a typo does not lower every unit.
+
+    >>> units = ["Promo packets are due in March.", "The promo cycle runs twice.", "Promo decisions come in April."]
+    >>> [round(e, 2) for e in keyword_evidence("when are promo packets due?", units)]
+    [1.0, 0.2, 0.2]
+    >>> keyword_evidence("when are packets due?", ["Packets are due in March.", "Nothing here."])
+    [1.0, 0.0]
+    """
+    wanted = terms(question)
+    unit_terms = [terms(u) for u in units]
+    counts: Counter[str] = Counter(t for ts in unit_terms for t in ts & wanted)
+    if not counts:
+        return [0.0] * len(units)
+    idf = {t: math.log(1 + len(units) / df) for t, df in counts.items()}
+    total = sum(idf.values())
+    return [sum(idf[t] for t in ts & idf.keys()) / total for ts in unit_terms]
+
+
+def type_evidence(kind: AnswerType | None, units: Iterable[str]) -> list[int]:
+    """+1 for a unit holding the asked kind, -1 for one without it, 0 for every unit when none is asked."""
+    if kind is None:
+        return [0 for _ in units]
+    return [1 if holds(u, kind) else -1 for u in units]
