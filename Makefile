@@ -25,6 +25,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/retrieval_quality.py
+	$(BIN)/python benchmarks/answer_quality.py
 	$(BIN)/python benchmarks/query_latency.py
 	$(BIN)/python benchmarks/ingest_throughput.py
 	$(BIN)/python benchmarks/ask_memory.py

@@ -392,6 +392,39 @@ def eval_retrieval(
     print(json.dumps(summary))
 
 
+@eval_app.command("answers")
+def eval_answers(
+    dataset: Annotated[Path, typer.Argument(help="JSONL, one question a line: question, channel, facts (strings the answer must contain; [] = should be not found), optional sources.")],
+    handbook: Annotated[bool, typer.Option("--handbook", help="Answer from the bundled handbook, ingested into a throwaway index first, instead of the index in LOREBOT_DATA_DIR.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON line on stdout.")] = False,
+) -> None:
+    """Ask every question from its channel as `lorebot ask` does; report fact recall, citation
+    precision, not-found accuracy both ways, answer length and the answer step's latency."""
+    from bot.answer_eval import handbook_services, load_dataset, render, run_questions, summarise
+
+    with _clear_errors():
+        items = load_dataset(dataset)  # a malformed line fails before any model is loaded
+    if handbook and not as_json:
+        err.print("Ingesting the bundled handbook into a throwaway index…")
+    services_cm = _clear_errors_around(handbook_services()) if handbook else _services(reading=True)
+    with services_cm as services:
+        with _progress("Answering", unit="questions", enabled=not as_json) as advance:
+            outcomes = run_questions(items, services.answer_deps, progress=advance)
+        generator = services.answer_deps.generator.name
+    summary = summarise(outcomes, generator)
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        render(summary, outcomes, out)
+
+
+@contextmanager
+def _clear_errors_around(context) -> Iterator[Services]:
+    """``context`` entered, used and closed with ``_clear_errors``' messages and exit codes."""
+    with _clear_errors(), context as value:
+        yield value
+
+
 def _print_eval(summary: dict, failed: tuple[tuple[str, str], ...]) -> None:
     for doc, reason in failed:
         err.print(f"[yellow]not indexed[/] {escape(doc)}: {escape(reason)}")

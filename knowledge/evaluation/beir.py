@@ -82,15 +82,25 @@ def load_beir(folder: Path, split: str = "test") -> BeirDataset:
 def _json_lines(path: Path) -> Iterator[tuple[int, dict]]:
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DatasetError(f"{path}:{number}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            yield number, row
+            if line.strip():
+                yield number, json_object(line, f"{path}:{number}")
+
+
+def json_object(line: str, where: str) -> dict:
+    """One JSONL line as a JSON object; ``where`` (file:line) starts the error message.
+
+    >>> json_object('[1]', "q.jsonl:2")
+    Traceback (most recent call last):
+    ...
+    knowledge.errors.DatasetError: q.jsonl:2: expected a JSON object, got list
+    """
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from e
+    if not isinstance(row, dict):
+        raise DatasetError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
 
 
 def _field(row: dict, name: str, path: Path, number: int, *, required: bool = True) -> str:
