@@ -13,6 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -68,14 +69,24 @@ class ConversationKinds:
         self._clock = clock
         self._lock = threading.Lock()
         self._known: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        # Lookups run here, beside the answer's retrieval and generation (see start()).
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lorebot-kinds")
+
+    def start(self, channel_id: str) -> Callable[[], str | None]:
+        """Begin finding the kind now; call the result (it waits for the lookup, if one was needed)
+        when the interaction is recorded. A remembered kind costs nothing; a lookup overlaps the
+        answer instead of delaying it."""
+        remembered = self._remembered(channel_id)
+        if remembered is not None:
+            return lambda: remembered[1]
+        return self._pool.submit(self.kind_of, channel_id).result
 
     def kind_of(self, channel_id: str) -> str | None:
         """The conversation's kind (see :func:`conversation_kind`), or None if Slack would not say. Never raises."""
         now = self._clock()
-        with self._lock:
-            remembered = self._known.get(channel_id)
-            if remembered is not None and remembered[0] > now:
-                return remembered[1]
+        remembered = self._remembered(channel_id)
+        if remembered is not None:
+            return remembered[1]
         kind, failed = self._look_up(channel_id)
         with self._lock:
             self._known[channel_id] = (now + (self.failure_ttl_s if failed else self.ttl_s), kind)
@@ -84,16 +95,19 @@ class ConversationKinds:
                 self._known.popitem(last=False)
         return kind
 
+    def _remembered(self, channel_id: str) -> tuple[float, str | None] | None:
+        """(expiry, kind) while the remembered kind is fresh, else None."""
+        with self._lock:
+            remembered = self._known.get(channel_id)
+        return remembered if remembered is not None and remembered[0] > self._clock() else None
+
     def _look_up(self, channel_id: str) -> tuple[str | None, bool]:
         try:
             info = self.client.conversations_info(channel=channel_id).get("channel") or {}
-        except SlackApiError as e:
+        except Exception as e:  # Slack said no, the network, a timeout: the answer goes out all the same
+            reason = e.response.get("error") if isinstance(e, SlackApiError) else type(e).__name__
             log.warning("could not tell what kind of conversation %s is (%s): its answers will not be learned",
-                        channel_id, e.response.get("error"))
-            return None, True
-        except Exception as e:  # the network, a timeout: the answer goes out all the same
-            log.warning("could not tell what kind of conversation %s is (%s): its answers will not be learned",
-                        channel_id, type(e).__name__)
+                        channel_id, reason)
             return None, True
         kind = conversation_kind(info)
         if kind is None:
@@ -102,6 +116,6 @@ class ConversationKinds:
         return kind, False
 
 
-def kind_of(conversations: ConversationKinds | None, channel_id: str) -> str | None:
-    """``conversations.kind_of(channel_id)``, or None where nothing looks kinds up. Never raises."""
-    return conversations.kind_of(channel_id) if conversations is not None and channel_id else None
+def start_lookup(conversations: ConversationKinds | None, channel_id: str) -> Callable[[], str | None]:
+    """``conversations.start(channel_id)``; where nothing looks kinds up, the kind is unknown (None)."""
+    return conversations.start(channel_id) if conversations is not None and channel_id else lambda: None

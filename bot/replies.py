@@ -17,7 +17,7 @@ from slack_sdk.web.chat_stream import ChatStream
 
 from bot.answering import Answer, AnswerDeps, answer_question
 from bot.apologies import apology_for
-from bot.conversations import ConversationKinds, kind_of
+from bot.conversations import ConversationKinds, start_lookup
 from bot.generation import Turn
 from bot.metrics import Metrics
 from bot.rendering import MAX_SECTION_CHARS, SlackMessage, answer_messages, split_text, stream_markdown, to_mrkdwn
@@ -93,11 +93,12 @@ def answer_in_thread(ask: Ask, deps: ReplyDeps, progress: ThreadProgress | None 
         if not words:
             progress.deliver([SlackMessage(text=HOW_TO, blocks=[])])
             return None
+        conversation_kind = start_lookup(deps.conversations, ask.channel_id)  # runs beside the answer
         question, history = _in_context(ask, words, deps, progress)
         answer = answer_question(question, Audience.for_conversation(ask.channel_id), deps.answering,
                                  on_text=progress.stream, history=history)
         with progress.calling_slack():
-            kind = kind_of(deps.conversations, ask.channel_id)
+            kind = conversation_kind()
         interaction = interaction_for(ask, words, answer, conversation_kind=kind)
         record_interaction(deps.feedback, interaction)
         posted = progress.deliver(answer_messages(answer, interaction_id=interaction.interaction_id))

@@ -13,7 +13,7 @@ from slack_sdk.webhook import WebhookClient
 
 from bot.answering import Answer, AnswerDeps, Citation, answer_question
 from bot.apologies import apology_for
-from bot.conversations import ConversationKinds, kind_of
+from bot.conversations import ConversationKinds, start_lookup
 from bot.metrics import Metrics
 from bot.rendering import SlackMessage, answer_messages, escape, one_line, section, source_link, split_text
 from bot.replies import Ask, interaction_for, link_messages, record_interaction, report_answer
@@ -85,11 +85,12 @@ def run_command(command: Command, deps: SlashDeps) -> None:
 
 
 def _answer(command: Command, words: str, deps: SlashDeps, reply: ResponseUrl) -> None:
+    conversation_kind = start_lookup(deps.conversations, command.channel_id)  # runs beside the answer
     answer = answer_question(words, Audience.for_conversation(command.channel_id), deps.answering)
     ask = Ask(channel_id=command.channel_id, user_id=command.user_id, text=words, ts="", thread_ts="",
               surface="slash", team_id=command.team_id)
     interaction = interaction_for(ask, words, answer,
-                                  conversation_kind=kind_of(deps.conversations, command.channel_id))
+                                  conversation_kind=conversation_kind())
     record_interaction(deps.feedback, interaction)
     sending = time.monotonic()
     reply.send(answer_messages(answer, interaction_id=interaction.interaction_id, shareable=True),

@@ -10,7 +10,9 @@ from slack_sdk import WebClient
 
 from bot.app import conversation_lookup_client
 from bot.config import load_settings
-from bot.conversations import ConversationKinds, conversation_kind, kind_of
+import time
+
+from bot.conversations import ConversationKinds, conversation_kind, start_lookup
 from tests.fakes.slack_api import FakeSlackAPI
 
 
@@ -87,4 +89,17 @@ def test_an_unreachable_slack_is_unknown_not_an_error(tmp_path):
 
 
 def test_nothing_to_look_up_with_is_unknown():
-    assert kind_of(None, "C0GENERAL") is None
+    assert start_lookup(None, "C0GENERAL")() is None
+
+
+def test_a_lookup_runs_beside_the_answer_and_a_remembered_kind_costs_nothing(client, slack):
+    # Slack takes 2 s to answer; the caller goes on at once and only waits when it needs the kind.
+    slack.delay("conversations.info", 2.0)
+    kinds = ConversationKinds(client)
+    started = time.monotonic()
+    pending = start_lookup(kinds, "G0BLUEBIRD")
+    assert time.monotonic() - started < 1.0  # returned long before Slack answered
+    assert pending() == "private"
+    assert len(slack.calls("conversations.info")) == 1
+    assert start_lookup(kinds, "G0BLUEBIRD")() == "private"  # remembered: no second call
+    assert len(slack.calls("conversations.info")) == 1
