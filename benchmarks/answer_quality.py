@@ -12,6 +12,9 @@ retrieval for every generator), three times over with three generators, in this 
 - **most similar sentence**: the single sentence of all passages most similar to the question by
   the same embedding model, cited (a baseline).
 
+The baselines split passages into sentences, list items and table rows as the extractive generator
+does, and quote them the same way: only the choice differs.
+
 Scoring is ``bot/answer_eval.py``'s, the code behind ``lorebot eval answers``: fact recall,
 citation precision, not-found accuracy both ways, answer length, and the answer step's latency
 (``timings_ms["generate"]``: what choosing and quoting adds to ``ask`` after retrieval). Services
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ from bot.answer_eval import (  # noqa: E402
 from bot.answering import AnswerDeps  # noqa: E402
 from bot.demo import HANDBOOK  # noqa: E402
 from bot.generation.base import Draft, GenerationRequest  # noqa: E402
+from bot.generation.extractive import quotable_units, quoted_draft  # noqa: E402
 from knowledge.embedding import Embedder  # noqa: E402
 
 BENCHMARK = "answer_quality"
@@ -57,35 +60,10 @@ SOURCES = ("bot/answer_eval.py", "bot/answering.py", "bot/generation/extractive.
 
 # --- The baselines -----------------------------------------------------------------------------
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
-_EMPHASIS = re.compile(r"\*\*|__|`")
-_LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
-_TABLE_RULE = re.compile(r"^\|?\s*:?-{3,}")
-
-
 def sentences(text: str) -> list[str]:
-    """A passage as a reader sees its sentences: Markdown lines split at sentence ends, emphasis and
-    list markers dropped, headings and table rules skipped (a table row is one "sentence").
-
-    >>> sentences("## Leave\\n- Ten days a year. Unused days expire.\\n|---|\\n| a | b |")
-    ['Ten days a year.', 'Unused days expire.', '| a | b |']
-    """
-    found = []
-    for line in text.splitlines():
-        line = _LIST_MARKER.sub("", _EMPHASIS.sub("", line)).strip()
-        if not line or line.startswith("#") or _TABLE_RULE.match(line):
-            continue
-        found.extend(s.strip() for s in _SENTENCE_END.split(line) if s.strip())
-    return found
-
-
-def _quote(picked: list[tuple[int, str]], name: str) -> Draft:
-    """A draft quoting ``(passage number, sentence)`` pairs, each cited."""
-    quotes: dict[int, list[str]] = {}
-    for n, sentence in picked:
-        quotes.setdefault(n, []).append(sentence)
-    text = "\n".join(f"> {sentence} [{n}]" for n, sentence in picked)
-    return Draft(text=text, generator=name, quotes=quotes)
+    """A passage's sentences, list items and table rows, split as the extractive generator splits
+    them (the baselines differ only in which they pick)."""
+    return [unit.shown for unit in quotable_units(text)]
 
 
 @dataclass
@@ -100,7 +78,7 @@ class FirstSentences:
 
     def generate(self, request: GenerationRequest, *, on_text: Callable[[str], None] | None = None) -> Draft:
         top = sentences(request.passages[0].text)[: self.k] if request.passages else []
-        return _quote([(1, s) for s in top], self.name)
+        return quoted_draft([(1, s) for s in top], self.name)
 
 
 @dataclass
@@ -113,12 +91,12 @@ class MostSimilarSentence:
     def generate(self, request: GenerationRequest, *, on_text: Callable[[str], None] | None = None) -> Draft:
         candidates = [(n, s) for n, p in enumerate(request.passages, start=1) for s in sentences(p.text)]
         if not candidates:
-            return _quote([], self.name)
+            return quoted_draft([], self.name)
         question = request.question_vector
         if question is None:
             question = self.embedder.encode([request.question])[0]
         vectors = self.embedder.encode([s for _, s in candidates])  # unit length: dot is cosine
-        return _quote([candidates[int(np.argmax(vectors @ question))]], self.name)
+        return quoted_draft([candidates[int(np.argmax(vectors @ question))]], self.name)
 
 
 # --- The run -----------------------------------------------------------------------------------

@@ -119,6 +119,25 @@ def _may_be_heading(line: str) -> bool:
     return not _LIST_MARKER.match(line) and len(line.split()) <= 8 and not line.rstrip().endswith((".", "!", "?", ":", ";", ","))
 
 
+def quoted_draft(picked: list[tuple[int, str]], generator: str) -> Draft:
+    """An answer quoting ``(passage number, unit text)`` pairs in order, each with its ``[n]``.
+
+    The answer is read for [n] afterwards (bot.answering), so a quote's own "[2]" would become a
+    citation: quotes show it as "(2)", and the only markers are the ones written here.
+
+    >>> print(quoted_draft([(1, "Ten days a year, see [2]."), (2, "Sick days: 8.")], "x").text)
+    Quoted from the documents:
+    > Ten days a year, see (2). [1]
+    > Sick days: 8. [2]
+    """
+    quoted = [(n, disarm_citations(shown)) for n, shown in picked]
+    quotes: dict[int, list[str]] = {}
+    for n, shown in quoted:
+        quotes.setdefault(n, []).append(shown)
+    lines = [f"> {shown} [{n}]" for n, shown in quoted]
+    return Draft(text="\n".join([QUOTED_LABEL, *lines]), generator=generator, quotes=quotes)
+
+
 @dataclass
 class ExtractiveGenerator:
     """Leads with the unit that answers the question, then adds the few that add something.
@@ -173,15 +192,7 @@ class ExtractiveGenerator:
         part_vectors = list(encoded[: len(asked)]) or [question_vector]
         picked = self._select(question, parts, units, vectors, [vectors @ v for v in part_vectors],
                               vectors @ question_vector)
-        chosen = [candidates[i] for i in picked]
-        # The answer is read for [n] afterwards (bot.answering), so a quote's own "[2]" would become
-        # a citation: quotes show it as "(2)", and the only markers are the ones written here.
-        quoted = [(n, disarm_citations(unit.shown)) for n, _, unit in chosen]
-        lines = [f"> {shown} [{n}]" for n, shown in quoted]
-        quotes: dict[int, list[str]] = {}
-        for n, shown in quoted:
-            quotes.setdefault(n, []).append(shown)
-        return Draft(text=QUOTED_LABEL + "\n" + "\n".join(lines), generator=self.name, quotes=quotes)
+        return quoted_draft([(candidates[i][0], candidates[i][2].shown) for i in picked], self.name)
 
     def scores(self, question: str, units: list[Quotable], similarities: np.ndarray) -> np.ndarray:
         """Each unit's score for a question: similarity, plus keyword and answer-type evidence.
