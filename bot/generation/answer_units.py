@@ -3,7 +3,7 @@ extractive generator adds to embedding similarity when it picks the unit that an
 
 Two signals, both regular expressions over a few dozen short units (well under a millisecond):
 
-- keyword evidence: the question's content words (lower-cased, lightly stemmed, stop words out)
+- keyword evidence: the question's content words (analyzed as the keyword index analyzes text)
   found in the unit and its heading, weighted by how rare each is among the candidate units;
 - the answer type: "how many" wants an amount, "when" a date or time, "how long" a duration, "who"
   a person or role. A unit holding the asked type is what a reader wants to see first.
@@ -15,8 +15,9 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
 from typing import Literal
+
+from knowledge.stores.memory_keywords import Analyzer
 
 AnswerType = Literal["amount", "date", "duration", "person", "frequency", "contact"]
 
@@ -75,22 +76,15 @@ ACCEPTS: dict[AnswerType, tuple[AnswerType, ...]] = {
     "contact": ("contact",),
 }
 
-# Function words and the filler of Slack questions: they say nothing about which unit answers.
-_STOP_WORD_TEXT = """
-a about above after again all also am an and any anyone anything are as at be been before being below between
-both but by can could did do does doing done during each else for from get gets getting got had has have having
-he her here hers him his how i if in into is it its itself just know let like me more most much my need needs
-no nor not now of off on once only or other our ours out over own please pls same she should so some someone
-something than thanks thank that the their them then there these they this those through to too under until up
-us very was we were what whats what's when where which while who whom whose why will with would you your yours
-yourself hey hi hello many anybody ever still really actually quick question wondering wonder trying figure
-tell does doesn't dont don't im i'm ive i've id i'd can't cant isn't going want long often soon
-"""
-_STOP_WORDS = frozenset(_STOP_WORD_TEXT.split())
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# What the keyword index drops already (function words), plus the filler of Slack questions: they
+# say nothing about which unit answers. Analyzed the way the index analyzes text, so both sides meet.
+_ANALYZER = Analyzer()
+_SLACK_FILLER = frozenset(_ANALYZER.terms("""
+hey hi hello pls please thanks thank quick question wondering wonder trying figure tell anyone anybody
+anything someone something ever still really actually need needs get gets getting got know let like want
+many much long often soon im ive id dont cant isnt doesnt
+"""))
 _LETTER_IN_PARENS = re.compile(r"\((\w)\)")  # "401(k)" is asked as "401k"
-_SUFFIXES = ("ations", "ation", "ments", "ment", "ings", "ing", "ions", "ion", "ers", "er", "ies", "ied",
-             "ed", "es", "als", "al", "ly", "s", "e")
 
 
 _PART_BREAK = re.compile(
@@ -147,31 +141,16 @@ def holds(text: str, kind: AnswerType) -> bool:
     return any(_HAS[accepted].search(text) for accepted in ACCEPTS[kind])
 
 
-@lru_cache(maxsize=65536)
-def stem(word: str) -> str:
-    """A light suffix stripper, enough for "approves", "approval" and "approver" to meet.
-
-    >>> [stem(w) for w in ("approves", "approval", "approvers", "days", "contributing", "contributions")]
-    ['approv', 'approv', 'approv', 'day', 'contribut', 'contribut']
-    >>> stem("use") == stem("used")
-    True
-    """
-    word = word.removesuffix("'s")
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 2:
-            word = word[: -len(suffix)] + ("y" if suffix in ("ies", "ied") else "")
-            break
-    return word.removesuffix("e") if len(word) >= 3 else word
-
-
 def terms(text: str) -> set[str]:
-    """The stemmed content words of a text.
+    """The content words of a text as the keyword index sees them (Snowball stems), filler out.
 
     >>> sorted(terms("How many vacation days do I get in my first years?"))
-    ['day', 'first', 'vac', 'year']
+    ['day', 'first', 'vacat', 'year']
+    >>> terms("our 401(k) match") == terms("401k match")
+    True
     """
-    words = _WORD.findall(_LETTER_IN_PARENS.sub(r"\1", text.lower()))
-    return {stem(w) for w in words if w not in _STOP_WORDS and len(w) > 1}
+    found = _ANALYZER.terms(_LETTER_IN_PARENS.sub(r"\1", text))
+    return {t for t in found if len(t) > 1 and t not in _SLACK_FILLER}
 
 
 _FIGURE = re.compile(r"\d[\d,.:/-]*\d|\d")
