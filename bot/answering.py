@@ -14,7 +14,7 @@ from knowledge.retrieval import Retriever
 from knowledge.types import Passage
 
 NOT_FOUND = "I couldn't find anything in the documents visible to this channel that answers this."
-# Generators disarm [n] in the document text they quote or are shown (prompt.disarm_citations), so
+# Generators disarm [n] in the document text they quote or are shown (chat_format.disarm_citations), so
 # every marker left in an answer is the generator's own.
 _CITATION = CITATION_MARKER
 SNIPPET_CHARS = 280

@@ -25,6 +25,7 @@ from bot.config import load_settings
 from bot.facts import contains_fact
 from knowledge.access import Audience, Scope
 from knowledge.embedding import Embedder
+from knowledge.errors import DatasetError
 
 HANDBOOK = Path(__file__).parent / "handbook"
 
@@ -72,7 +73,7 @@ def _question(q: dict) -> DemoQuestion:
     facts = tuple(q.get("facts", ()))
     if facts and not q["expect_found"]:
         # A question that should not be answered cannot also require facts in its answer.
-        raise ValueError(f"{q['question']!r} expects 'not found' but lists facts")
+        raise DatasetError(f"channels.json: {q['question']!r} expects 'not found' but lists facts")
     return DemoQuestion(q["channel"], q["channel_name"], q["question"], q["expect_found"], q.get("expect_doc"), facts)
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from bot.demo import handbook_plan, run_checks, run_demo
 from bot.facts import contains_fact
+from knowledge.errors import DatasetError
 from knowledge.loaders import discover, load_file
 
 
@@ -60,7 +61,7 @@ def test_an_older_plan_without_facts_still_loads_and_facts_contradicting_not_fou
     _write_plan(tmp_path, [q])
     assert handbook_plan(tmp_path)[2][0].facts == ()
     _write_plan(tmp_path, [{**q, "expect_found": False, "expect_doc": None, "facts": ["18 days"]}])
-    with pytest.raises(ValueError, match="not found"):
+    with pytest.raises(DatasetError, match="not found"):
         handbook_plan(tmp_path)
 
 
