@@ -22,7 +22,7 @@ from bot.answering import Answer, answer_question, shorten
 from bot.training_cli import register as register_training_commands
 from bot.app import Services, build_services
 from bot.config import load_settings
-from knowledge.access import Audience, Scope, filter_for
+from knowledge.access import Audience, Scope, filter_for, is_conversation_id
 from knowledge.errors import ConfigurationError, LorebotError, StoreError, WideningRefused
 from knowledge.ingest import IngestReport
 from knowledge.stores.base import SEARCH_MODES
@@ -123,6 +123,69 @@ def ingest(
     _print_ingest_report(report, as_json=as_json)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("ingest-slack")
+def ingest_slack(
+    channel: Annotated[list[str], typer.Option("--channel", "-c", help="Channel ID whose history to index (repeatable); lorebot must be a member.")],
+    since: Annotated[Optional[str], typer.Option("--since", help="Read from this day (YYYY-MM-DD, UTC) instead of where the last sync stopped; edited messages are re-read.")] = None,
+    public: Annotated[bool, typer.Option("--public", help="Every conversation may see these channels' history (refused unless Slack reports the channel public and not shared with another organization).")] = False,
+    allow_widen: Annotated[bool, typer.Option("--allow-widen", help="Confirm that documents already indexed may become visible to more conversations. Without it such a run is refused and nothing is written.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Index channels' history: each thread one document, other messages grouped by time, scoped to
+    their channel and cited by permalink. Exits 1 if any channel could not be read.
+
+    Later runs continue from where the last one stopped (a per-channel cursor in lorebot's database)."""
+    bad = [c for c in channel if not is_conversation_id(c)]
+    if bad:
+        raise typer.BadParameter(f"not a Slack channel ID: {', '.join(map(repr, bad))} (they look like C024BE91L)",
+                                 param_hint="--channel")
+    started_from = _since_day(since)
+    with _services() as services:
+        sync = _slack_ingest(services)
+        with _progress("Reading Slack", enabled=not as_json, unit="channels") as advance, _widening_as_json(as_json):
+            report = sync.run(list(dict.fromkeys(channel)), since=started_from, public=public,
+                              allow_widen=allow_widen, progress=advance)
+    if as_json:
+        print(json.dumps(report.as_dict()))
+    else:
+        for channel_id, reason in report.failed:
+            err.print(f"[red]not read[/] {escape(channel_id)}: {escape(reason)}")
+        for path, reason in report.documents.failed:
+            err.print(f"[red]failed[/]  {escape(path)}: {escape(reason)}")
+        out.print(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _since_day(since: str | None) -> datetime | None:
+    if since is None:
+        return None
+    try:
+        return datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    except ValueError as e:
+        raise typer.BadParameter(f"expected a day as YYYY-MM-DD, got {since!r}", param_hint="--since") from e
+
+
+def _slack_ingest(services: Services):
+    """The history reader for ``ingest-slack``: the bot token, Slack's client as the bot builds it
+    (SLACK_API_URL, retries that wait out Retry-After), the index and the cursors."""
+    from bot.app import slack_client
+    from bot.slack_history.documents import DocumentOptions
+    from bot.slack_history.ingest import SlackIngest, SyncOptions
+    from bot.slack_history.reader import who_am_i
+    from bot.slack_history.sync_state import SyncState
+
+    settings = services.settings
+    if not settings.slack_bot_token:
+        raise ConfigurationError("SLACK_BOT_TOKEN is not set: ingest-slack reads channels with the bot's token (xoxb-…)")
+    client = slack_client(settings, settings.slack_bot_token)
+    options = SyncOptions(
+        documents=DocumentOptions(chunking=services.chunking, window_s=settings.slack_window_minutes * 60),
+        lookback_s=settings.slack_lookback_days * 86_400, page_size=settings.slack_page_size)
+    return SlackIngest(client=client, me=who_am_i(client, settings.slack_api_url), ingestor=services.ingestor,
+                       sync_state=SyncState(services.database), options=options)
 
 
 @app.command()

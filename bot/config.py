@@ -189,6 +189,15 @@ class Settings(BaseSettings):
     # Slack's own payloads stay far below this; anything larger is refused before it is read.
     max_request_bytes: int = Field(default=1_048_576, ge=16_384, validation_alias="LOREBOT_MAX_REQUEST_BYTES")
 
+    # Slack channel history (lorebot ingest-slack). Messages outside threads are grouped into one
+    # document while no more than this many minutes pass between them; a later sync re-reads this
+    # many days before its cursor, so an older thread's new reply is still found (its parent says
+    # when its latest reply came); and history and threads are read in pages of this many messages
+    # (Slack advises at most 200).
+    slack_window_minutes: float = Field(default=30, gt=0, le=1440, validation_alias="LOREBOT_SLACK_WINDOW_MINUTES")
+    slack_lookback_days: float = Field(default=14, ge=0, le=365, validation_alias="LOREBOT_SLACK_LOOKBACK_DAYS")
+    slack_page_size: int = Field(default=200, ge=1, le=999, validation_alias="LOREBOT_SLACK_PAGE_SIZE")
+
     # Observability. Prometheus metrics are at /metrics on the bot's HTTP port; in Socket Mode and in
     # the scheduler (no HTTP server of their own) on this port instead (0: not served).
     metrics_port: int = Field(default=9100, ge=0, le=65535, validation_alias="LOREBOT_METRICS_PORT")

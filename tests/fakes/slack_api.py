@@ -2,8 +2,10 @@
 
 It plays the part of ``https://slack.com/api/`` closely enough for the bot's own code paths:
 bearer-token auth, form/JSON/multipart bodies exactly as ``WebClient`` sends them, message storage
-with threads, cursor pagination, chat streaming, response URLs, Socket Mode over a WebSocket, and
-faults (``ratelimited`` 429s with ``Retry-After``, 5xx pages, ``{"ok": false}`` errors, slowness).
+with threads, cursor pagination, channel history (``oldest``/``latest``/``inclusive``), people's edits
+and deletions, members and archived or deleted channels, chat streaming, response URLs, Socket Mode
+over a WebSocket, and faults (``ratelimited`` 429s with ``Retry-After``, injected or from a per-method
+rate limit such as Slack's Tier 3, 5xx pages, ``{"ok": false}`` errors, slowness).
 
     with FakeSlackAPI() as slack:
         client = WebClient(base_url=slack.url, token="xoxb-test")
@@ -23,12 +25,13 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import socket
 import struct
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 # WebClient sends these as JSON strings inside form bodies (and as objects inside JSON bodies).
 JSON_VALUED_PARAMS = frozenset({"blocks", "attachments", "view", "chunks", "metadata", "user_auth_blocks", "prompts"})
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+# Slack's Tier 3 (conversations.history, .replies, .info): about 50 calls a minute per method.
+TIER_3_PER_MINUTE = 50
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 _OP_CONTINUATION, _OP_TEXT, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x8, 0x9, 0xA
 
@@ -238,6 +243,28 @@ def _paginate(items: list[dict], params: dict[str, Any], *, max_limit: int = 100
     return items[start:end], (_encode_cursor(end) if end < len(items) else "")
 
 
+def _within(ts: str, oldest: Any, latest: Any, *, inclusive: bool) -> bool:
+    """Whether ``ts`` lies between ``oldest`` and ``latest`` (either may be empty), as history reads them.
+
+    >>> _within("5.000000", "5.000000", None, inclusive=False), _within("5.000000", "5", None, inclusive=True)
+    (False, True)
+    """
+    key = _time_key(ts)
+    if oldest and (key < _time_key(oldest) or (key == _time_key(oldest) and not inclusive)):
+        return False
+    after_latest = key > _time_key(latest) or (key == _time_key(latest) and not inclusive) if latest else False
+    return not after_latest
+
+
+def _time_key(value: Any) -> tuple[int, int]:
+    """A ``oldest``/``latest`` bound as a sort key: ``"5"``, ``"5.5"`` and ``"5.500000"`` are times, not strings."""
+    seconds, _, fraction = str(value).partition(".")
+    try:
+        return int(seconds), int((fraction + "000000")[:6])
+    except ValueError as e:
+        raise SlackError("invalid_ts_oldest") from e
+
+
 def _encode_cursor(offset: int) -> str:
     return base64.b64encode(f"next_offset:{offset}".encode()).decode()
 
@@ -397,6 +424,7 @@ class Workspace:
         self._messages: dict[str, list[dict]] = {}
         self._channels: dict[str, dict] = {}
         self._members: dict[str, list[str]] = {}
+        self._deleted_channels: set[str] = set()
         self._streaming: set[tuple[str, str]] = set()
         self._ephemeral: list[dict] = []
         self._home_views: dict[str, dict] = {}
@@ -425,12 +453,47 @@ class Workspace:
     # ---- seeding and reading (used by FakeSlackAPI's public methods)
 
     def add_channel(self, channel: str, *, name: str | None, is_private: bool, is_im: bool,
-                    members: list[str] | None, is_mpim: bool = False, is_ext_shared: bool = False) -> None:
+                    members: list[str] | None, is_mpim: bool = False, is_ext_shared: bool = False,
+                    is_member: bool = True, is_archived: bool = False) -> None:
         with self._lock:
-            self._channels[channel] = self._channel_object(channel, name=name, is_private=is_private, is_im=is_im,
-                                                           is_mpim=is_mpim, is_ext_shared=is_ext_shared)
+            info = self._channel_object(channel, name=name, is_private=is_private, is_im=is_im,
+                                        is_mpim=is_mpim, is_ext_shared=is_ext_shared)
+            info.update(is_member=is_member, is_archived=is_archived)
+            self._channels[channel] = info
+            self._deleted_channels.discard(channel)
             if members is not None:
                 self._members[channel] = list(members)
+
+    def delete_channel(self, channel: str) -> None:
+        """The channel is gone: every method naming it answers ``channel_not_found``."""
+        with self._lock:
+            self._deleted_channels.add(channel)
+
+    def edit(self, channel: str, ts: str, text: str) -> None:
+        """Its author edits a message: new text and an ``edited`` stamp, the ts unchanged (as Slack keeps it)."""
+        with self._lock:
+            message = self.find(channel, ts)
+            if message is None:
+                raise SlackError("message_not_found")
+            message["text"] = text
+            message["edited"] = {"user": message.get("user") or message.get("bot_id"), "ts": next_ts()}
+
+    def remove(self, channel: str, ts: str) -> None:
+        """Delete a message as Slack does: a parent with replies stays as a tombstone so the thread survives."""
+        with self._lock:
+            message = self.find(channel, ts)
+            if message is None:
+                raise SlackError("message_not_found")
+            if message.get("reply_count"):
+                message.clear()
+                message.update({"type": "message", "subtype": "tombstone", "text": "This message was deleted.",
+                                "ts": ts, "thread_ts": ts, "user": "USLACKBOT", "hidden": True})
+                self._refresh_thread_summary(channel, message)
+            else:
+                self._messages[channel].remove(message)
+                parent = self.find(channel, message.get("thread_ts"))
+                if parent is not None and parent is not message:
+                    self._refresh_thread_summary(channel, parent)
 
     def store(self, channel: str, message: dict) -> dict:
         """Keep a message; a reply also updates its parent's thread summary, as Slack's parents carry one."""
@@ -514,18 +577,8 @@ class Workspace:
     def delete(self, params: dict[str, Any]) -> dict:
         channel, ts = _require(params, "channel"), _require(params, "ts")
         with self._lock:
-            message = self._own_message(channel, ts, refusal="cant_delete_message")
-            if message.get("reply_count"):
-                # A parent with replies stays behind as a tombstone so the thread survives.
-                message.clear()
-                message.update({"type": "message", "subtype": "tombstone", "text": "This message was deleted.",
-                                "ts": ts, "thread_ts": ts, "user": "USLACKBOT", "hidden": True})
-                self._refresh_thread_summary(channel, message)
-            else:
-                self._messages[channel].remove(message)
-                parent = self.find(channel, message.get("thread_ts"))
-                if parent is not None and parent is not message:
-                    self._refresh_thread_summary(channel, parent)
+            self._own_message(channel, ts, refusal="cant_delete_message")
+            self.remove(channel, ts)
         return {"ok": True, "channel": channel, "ts": ts}
 
     def post_ephemeral(self, params: dict[str, Any]) -> dict:
@@ -575,6 +628,7 @@ class Workspace:
         ``oldest``/``latest``/``inclusive`` are not imitated.
         """
         channel, ts = _require(params, "channel"), _require(params, "ts")
+        self._check_readable(channel)
         message = self.find(channel, ts)
         if message is None:
             raise SlackError("thread_not_found")
@@ -583,17 +637,36 @@ class Workspace:
                 "response_metadata": {"next_cursor": next_cursor}}
 
     def history(self, params: dict[str, Any]) -> dict:
-        """Top-level messages (not thread replies), newest first."""
+        """Top-level messages (not thread replies, but a parent with its thread summary), newest
+        first, between ``oldest`` and ``latest`` (both exclusive unless ``inclusive``), as Slack pages them."""
         channel = _require(params, "channel")
-        top = [m for m in self.channel_messages(channel) if m.get("thread_ts") in (None, m["ts"])]
-        page, next_cursor = _paginate(list(reversed(top)), params)
+        self._check_readable(channel)
+        inclusive = str(params.get("inclusive", "")).lower() in ("1", "true")
+        oldest, latest = params.get("oldest"), params.get("latest")
+        top = [m for m in self.channel_messages(channel) if m.get("thread_ts") in (None, m["ts"])
+               and _within(m["ts"], oldest, latest, inclusive=inclusive)]
+        page, next_cursor = _paginate(list(reversed(top)), params, max_limit=999)
         return {"ok": True, "messages": page, "has_more": bool(next_cursor),
                 "response_metadata": {"next_cursor": next_cursor}}
+
+    def _check_readable(self, channel: str) -> None:
+        """What Slack answers a bot reading a conversation it cannot: gone, or not a member (a
+        private one it is not in does not exist, as far as the bot can tell)."""
+        with self._lock:
+            info = self._channels.get(channel)
+            deleted = channel in self._deleted_channels
+        if deleted:
+            raise SlackError("channel_not_found")
+        if info is not None and not info.get("is_member", True):
+            raise SlackError("channel_not_found" if info.get("is_private") else "not_in_channel")
 
     def conversation_info(self, params: dict[str, Any]) -> dict:
         channel = _require(params, "channel")
         with self._lock:
             known = self._channels.get(channel)
+            deleted = channel in self._deleted_channels
+        if deleted or (known is not None and known.get("is_private") and not known.get("is_member", True)):
+            raise SlackError("channel_not_found")
         info = known or self._channel_object(channel, name=None, is_private=channel.startswith("G"),
                                              is_im=channel.startswith("D"))
         return {"ok": True, "channel": copy.deepcopy(info)}
@@ -896,6 +969,7 @@ class FakeSlackAPI:
         self._calls: list[Call] = []
         self._faults: dict[str, list[_Fault]] = {}
         self._delays: dict[str, float] = {}
+        self._limits: dict[str, tuple[int, float, deque[float]]] = {}
         self._sockets: list[_WebSocket] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -974,25 +1048,47 @@ class FakeSlackAPI:
     # ---- conversation state
 
     def add_message(self, channel: str, *, user: str | None = None, bot_id: str | None = None, text: str,
-                    ts: str | None = None, thread_ts: str | None = None) -> str:
-        """Seed a message someone else posted (a person by default, ``U0ASKER``); returns its ts."""
+                    ts: str | None = None, thread_ts: str | None = None, subtype: str | None = None,
+                    **fields: Any) -> str:
+        """Seed a message someone else posted (a person by default, ``U0ASKER``); returns its ts.
+
+        ``subtype`` as Slack marks it (``channel_join``, ``bot_message``, ``thread_broadcast``, …);
+        ``fields`` are copied in as they are (``files``, ``edited``, ``hidden``, ``bot_profile``, …)."""
         message: dict[str, Any] = {"type": "message", "text": text, "ts": ts or next_ts(),
                                    "team": self.identity.team_id}
+        if subtype is not None:
+            message["subtype"] = subtype
         if bot_id is not None:
             message["bot_id"] = bot_id
         if user is not None or bot_id is None:
             message["user"] = user or "U0ASKER"
         if thread_ts is not None:
             message["thread_ts"] = thread_ts
+        message.update(copy.deepcopy(fields))
         return self.workspace.store(channel, message)["ts"]
 
+    def edit_message(self, channel: str, ts: str, text: str) -> None:
+        """Its author edits a stored message (no event is sent): the text changes, ``edited`` is stamped."""
+        self.workspace.edit(channel, ts, text)
+
+    def delete_message(self, channel: str, ts: str) -> None:
+        """Someone deletes a stored message (no event is sent); a parent with replies becomes a tombstone."""
+        self.workspace.remove(channel, ts)
+
     def add_channel(self, channel: str, *, name: str | None = None, is_private: bool = False, is_im: bool = False,
-                    members: list[str] | None = None, is_mpim: bool = False, is_ext_shared: bool = False) -> None:
+                    members: list[str] | None = None, is_mpim: bool = False, is_ext_shared: bool = False,
+                    is_member: bool = True, is_archived: bool = False) -> None:
         """Describe a conversation for ``conversations.info``/``conversations.members``. Unknown ids
         still work: ``C…`` public, ``G…`` private, ``D…`` a DM, with the bot as the only member.
-        ``is_mpim``: a group DM; ``is_ext_shared``: a Slack Connect channel."""
+        ``is_mpim``: a group DM; ``is_ext_shared``: a Slack Connect channel. ``is_member=False``:
+        the bot is not in it (history answers ``not_in_channel``; a private one is ``channel_not_found``)."""
         self.workspace.add_channel(channel, name=name, is_private=is_private, is_im=is_im, members=members,
-                                   is_mpim=is_mpim, is_ext_shared=is_ext_shared)
+                                   is_mpim=is_mpim, is_ext_shared=is_ext_shared, is_member=is_member,
+                                   is_archived=is_archived)
+
+    def delete_channel(self, channel: str) -> None:
+        """The channel is deleted: ``conversations.info``, ``.history`` and ``.replies`` answer ``channel_not_found``."""
+        self.workspace.delete_channel(channel)
 
     def messages(self, channel: str, thread_ts: str | None = None) -> list[dict]:
         """Stored messages in ts order: every one in the channel (top level and replies), or one
@@ -1023,6 +1119,17 @@ class FakeSlackAPI:
         with ``status``. Queued faults run in order. Also works for ``response_url:<name>``."""
         with self._cond:
             self._faults.setdefault(method, []).append(_Fault(error, status, retry_after, times))
+
+    def rate_limit(self, method: str, calls: int | None = TIER_3_PER_MINUTE, *, per_s: float = 60.0) -> None:
+        """Answer ``method`` as Slack's rate limiter does: at most ``calls`` in any ``per_s`` seconds,
+        past that 429 ``ratelimited`` with ``Retry-After`` (whole seconds until a call is allowed again,
+        at least 1). Refused calls do not count. Tests scale the window down (``per_s=1``); ``calls=None``
+        lifts the limit."""
+        with self._cond:
+            if calls is None:
+                self._limits.pop(method, None)
+            else:
+                self._limits[method] = (calls, per_s, deque())
 
     def delay(self, method: str, seconds: float) -> None:
         """Make every later call of ``method`` take ``seconds`` longer (0 clears it)."""
@@ -1083,6 +1190,9 @@ class FakeSlackAPI:
             time.sleep(delay)
         if fault is not None:
             return fault.reply()
+        limited = self._rate_limited(method)
+        if limited is not None:
+            return limited
         error = (self._check_token(method, token) if authenticate else None) or unreadable
         if error:
             return _json_reply({"ok": False, "error": error})
@@ -1100,6 +1210,21 @@ class FakeSlackAPI:
         if not token:
             return "not_authed"
         return None if token == expected else "invalid_auth"
+
+    def _rate_limited(self, method: str) -> _Reply | None:
+        """A 429 when ``method`` is over its limit (see :meth:`rate_limit`); else the call is counted."""
+        now = time.monotonic()
+        with self._cond:
+            if method not in self._limits:
+                return None
+            calls, per_s, recent = self._limits[method]
+            while recent and recent[0] <= now - per_s:
+                recent.popleft()
+            if len(recent) < calls:
+                recent.append(now)
+                return None
+            wait = max(1, math.ceil(recent[0] + per_s - now))
+        return _Fault("ratelimited", 429, wait, 1).reply()
 
     def _take_fault(self, method: str) -> _Fault | None:
         with self._cond:

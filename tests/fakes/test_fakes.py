@@ -271,3 +271,74 @@ def test_a_socket_mode_client_connects_receives_and_acks(slack: FakeSlackAPI) ->
         assert slack.calls("apps.connections.open")[0].token == "xapp-1-test"
     finally:
         client.close()
+
+
+# --------------------------------------------------------------------------- channel history
+
+
+def test_history_pages_newest_first_between_oldest_and_latest(slack: FakeSlackAPI, client: WebClient) -> None:
+    stamps = [slack.add_message("C1", text=f"m{n}") for n in range(6)]
+    slack.add_message("C1", text="a reply", thread_ts=stamps[0])  # replies stay out of the history
+
+    pages = [[m["text"] for m in page["messages"]]
+             for page in client.conversations_history(channel="C1", oldest=stamps[1], latest=stamps[5], limit=2)]
+    inclusive = client.conversations_history(channel="C1", oldest=stamps[1], latest=stamps[5], inclusive=True)
+
+    assert pages == [["m4", "m3"], ["m2"]]  # both bounds exclusive by default
+    assert [m["text"] for m in inclusive["messages"]] == ["m5", "m4", "m3", "m2", "m1"]
+    parent = client.conversations_history(channel="C1", oldest=stamps[0], inclusive=True)["messages"][-1]
+    assert (parent["reply_count"], parent["latest_reply"]) == (1, slack.messages("C1", stamps[0])[1]["ts"])
+
+
+def test_people_edit_and_delete_messages(slack: FakeSlackAPI, client: WebClient) -> None:
+    parent = slack.add_message("C1", text="Deploys freeze on Fridays", user="U0ANA")
+    reply = slack.add_message("C1", text="and on holidays", user="U0BEN", thread_ts=parent)
+    lone = slack.add_message("C1", text="lunch?", subtype="me_message", files=[{"id": "F1"}])
+
+    slack.edit_message("C1", parent, "Deploys freeze on Thursdays")
+    slack.delete_message("C1", lone)
+    edited = client.conversations_replies(channel="C1", ts=parent)["messages"][0]
+    assert edited["text"] == "Deploys freeze on Thursdays" and edited["edited"]["user"] == "U0ANA"
+    assert [m["ts"] for m in slack.messages("C1")] == [parent, reply]
+
+    slack.delete_message("C1", parent)  # a parent with replies becomes a tombstone
+    tombstone = client.conversations_history(channel="C1")["messages"][0]
+    assert (tombstone["subtype"], tombstone["reply_count"]) == ("tombstone", 1)
+
+
+@pytest.mark.parametrize(("channel", "setup", "error"), [
+    ("C0OUT", {"is_member": False}, "not_in_channel"),
+    ("G0SECRET", {"is_private": True, "is_member": False}, "channel_not_found"),
+])
+def test_a_channel_the_bot_is_not_in_cannot_be_read(slack: FakeSlackAPI, client: WebClient, channel: str,
+                                                      setup: dict, error: str) -> None:
+    slack.add_channel(channel, **setup)
+    with pytest.raises(SlackApiError, match=error):
+        client.conversations_history(channel=channel)
+    with pytest.raises(SlackApiError, match=error):
+        client.conversations_replies(channel=channel, ts="1700000000.000100")
+
+
+def test_a_deleted_channel_is_not_found_and_an_archived_one_says_so(slack: FakeSlackAPI, client: WebClient) -> None:
+    slack.add_channel("C0OLD", is_archived=True)
+    assert client.conversations_info(channel="C0OLD")["channel"]["is_archived"] is True
+    slack.delete_channel("C0GONE")
+    for call in (client.conversations_info, client.conversations_history):
+        with pytest.raises(SlackApiError, match="channel_not_found"):
+            call(channel="C0GONE")
+
+
+def test_a_rate_limit_answers_429_with_retry_after_until_the_window_frees(slack: FakeSlackAPI,
+                                                                           client: WebClient) -> None:
+    slack.rate_limit("conversations.history", 2, per_s=1.0)
+    client.conversations_history(channel="C1")
+    client.conversations_history(channel="C1")
+    with pytest.raises(SlackApiError) as raised:
+        client.conversations_history(channel="C1")
+    assert raised.value.response.status_code == 429 and raised.value.response.headers["Retry-After"] == "1"
+
+    retrying = WebClient(base_url=slack.url, token=TOKEN, retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)])
+    assert retrying.conversations_history(channel="C1")["ok"]  # waited out Retry-After
+    assert [c.failed for c in slack.calls("conversations.history")] == [False, False, True, True, False]
+    slack.rate_limit("conversations.history", None)
+    assert all(client.conversations_history(channel="C1")["ok"] for _ in range(5))

@@ -1,0 +1,248 @@
+"""``lorebot ingest-slack``: read listed channels and write their threads and conversations to the index.
+
+What a sync reads, per channel:
+
+- With ``--since``: history from that date, every thread (an edited message is re-read and
+  replaces its old text).
+- First time (no cursor): the whole history, every thread; an indexed document of the channel
+  that the whole history no longer yields is removed.
+- Later: history from the cursor less a look-back (``LOREBOT_SLACK_LOOKBACK_DAYS``). A thread's
+  parent carries ``latest_reply``, so a thread is re-read only when it is new or got a reply after
+  the cursor: an old thread's new reply is caught without re-reading every thread, at the price of
+  one history page or so for the look-back. Threads older than the look-back that get a reply wait
+  for the message events (or a ``--since`` run). Messages outside threads in the look-back are all
+  rebuilt, which costs no Slack calls, and an unchanged group is "unchanged" at ingest.
+- When the requested scope differs from the one the channel's documents have (``--public`` added
+  or dropped), the whole history again, as the first time, so every document moves to the new
+  scope, not only the ones a sync happens to touch.
+
+All channels are read before anything is written, so a refused widening (``WideningRefused``,
+from the Ingestor) leaves the index as it was; a channel that could not be read is reported with
+its reason and the others are still ingested. A channel's cursor advances only when all of its
+documents were written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.slack_history import reader
+from bot.slack_history.documents import (
+    DocumentOptions,
+    group_documents,
+    is_knowledge,
+    slack_doc_id,
+    slack_path,
+    thread_document,
+    ts_seconds,
+)
+from bot.slack_history.reader import Channel, ChannelUnreadable, Identity
+from bot.slack_history.sync_state import SyncState, ts_order
+from knowledge.access import Scope
+from knowledge.ingest import Ingestor, IngestReport
+from knowledge.types import Document, DocumentInfo
+from training.feedback import PRIVATE_CHANNEL, SHARED_CHANNEL
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    documents: DocumentOptions
+    lookback_s: float = 14 * 86_400
+    page_size: int = reader.DEFAULT_PAGE_SIZE
+
+
+@dataclass
+class SlackIngestReport:
+    """What ``ingest-slack`` did: channels read or not (with why), Slack messages read, and the
+    index's side (``documents``, as ``lorebot ingest`` reports it)."""
+
+    channels: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    threads: int = 0
+    messages: int = 0
+    documents: IngestReport = field(default_factory=IngestReport)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.documents.ok
+
+    def summary(self) -> str:
+        d = self.documents
+        failed = f", {len(self.failed)} not read" if self.failed else ""
+        return (f"{len(self.channels)} channels read{failed}; {self.threads} threads, {self.messages} messages; "
+                f"documents: {d.added} added, {d.updated} updated, {d.unchanged} unchanged, {d.removed} removed"
+                f"{f', {len(d.failed)} failed' if d.failed else ''} in {self.seconds:.1f}s")
+
+    def as_dict(self) -> dict:
+        d = self.documents.as_dict()
+        return {"channels": self.channels, "failed": [{"channel": c, "reason": r} for c, r in self.failed],
+                "threads": self.threads, "messages": self.messages,
+                **{k: d[k] for k in ("added", "updated", "rescoped", "unchanged", "removed", "chunks_written",
+                                     "chunks_embedded")},
+                "documents_failed": d["failed"], "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class _ChannelRead:
+    channel: Channel
+    documents: list[Document] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # doc_ids of threads with nothing left to index
+    newest_ts: str | None = None
+    threads: int = 0
+    messages: int = 0
+
+
+@dataclass
+class SlackIngest:
+    """Everything one run needs: Slack, the index, the cursors, and how to read."""
+
+    client: WebClient
+    me: Identity
+    ingestor: Ingestor
+    sync_state: SyncState
+    options: SyncOptions
+
+    def run(self, channel_ids: list[str], *, since: datetime | None = None, public: bool = False,
+            allow_widen: bool = False, progress: Callable[[int, int], None] | None = None) -> SlackIngestReport:
+        """Read each channel and ingest what changed. Raises ``WideningRefused`` before any write
+        when a document would become visible to more conversations, unless ``allow_widen``."""
+        started = time.perf_counter()
+        report = SlackIngestReport()
+        indexed = self._indexed_by_channel()
+        reads: list[_ChannelRead] = []
+        for done, channel_id in enumerate(channel_ids, start=1):
+            try:
+                reads.append(self._read(channel_id, since=since, public=public,
+                                        indexed=indexed.get(channel_id, [])))
+            except ChannelUnreadable as e:
+                report.failed.append((channel_id, e.reason))
+            except SlackApiError as e:  # e.g. the channel deleted mid-read, or rate limited past every retry
+                report.failed.append((channel_id, reader.refusal(e)))
+            except (SlackClientError, OSError) as e:  # the connection, after slack_sdk's own retries
+                report.failed.append((channel_id, f"could not reach Slack: {type(e).__name__}"))
+            if progress:
+                progress(done, len(channel_ids))
+        documents = [doc for read in reads for doc in read.documents]
+        self.ingestor.ingest_documents(documents, report=report.documents, allow_widen=allow_widen)
+        report.documents.removed += self._remove(read.gone for read in reads)
+        self._advance(reads, report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _read(self, channel_id: str, *, since: datetime | None, public: bool,
+              indexed: list[DocumentInfo]) -> _ChannelRead:
+        channel = reader.open_channel(self.client, channel_id)
+        if public and not channel.is_public:
+            raise ChannelUnreadable(channel_id, _public_refusal(channel))
+        scope = Scope.public() if public else Scope.channels([channel_id])
+        cursor = self.sync_state.cursor(channel_id)
+        rescoping = any(info.scope != scope for info in indexed)
+        if since is not None and not rescoping:
+            return self._read_from(channel, scope=scope, start=f"{since.timestamp():.6f}", changed_after=None)
+        if cursor is None or rescoping:
+            read = self._read_from(channel, scope=scope, start=None, changed_after=None)
+            # The whole history was seen: an indexed document it no longer yields is gone from Slack.
+            emitted = {doc.doc_id for doc in read.documents}
+            read.gone += [info.doc_id for info in indexed if info.doc_id not in emitted]
+            return read
+        start = max(0.0, ts_seconds(cursor.newest_ts) - self.options.lookback_s)
+        return self._read_from(channel, scope=scope, start=f"{start:.6f}", changed_after=cursor.newest_ts)
+
+    def _read_from(self, channel: Channel, *, scope: Scope, start: str | None,
+                   changed_after: str | None) -> _ChannelRead:
+        read = _ChannelRead(channel)
+        top = list(reader.history(self.client, channel.id, oldest=start, page_size=self.options.page_size))
+        read.messages += len(top)
+        read.newest_ts = max((ts for m in top for ts in (m["ts"], m.get("latest_reply")) if ts),
+                             key=ts_order, default=None)
+        for parent in (m for m in top if _is_thread_parent(m)):
+            latest = parent.get("latest_reply") or parent["ts"]
+            if changed_after is not None and ts_order(latest) <= ts_order(changed_after):
+                continue  # neither new nor replied to since the last sync
+            messages = reader.thread(self.client, channel.id, parent["ts"], page_size=self.options.page_size)
+            read.threads += 1
+            read.messages += max(0, len(messages) - 1)  # the parent was counted with the history
+            doc = thread_document(channel, messages, me=self.me, scope=scope, options=self.options.documents)
+            if doc is None:
+                read.gone.append(slack_doc_id(channel.id, parent["ts"]))
+            else:
+                read.documents.append(doc)
+        standalone = [m for m in top if _is_standalone(m)]
+        standalone += self._earlier_neighbours(channel, standalone, start)
+        read.documents += group_documents(channel, standalone, me=self.me, scope=scope, options=self.options.documents)
+        return read
+
+    def _earlier_neighbours(self, channel: Channel, standalone: list[dict], start: str | None) -> list[dict]:
+        """Messages before ``start`` in the same conversation as the first one read: without them a
+        group that began before ``start`` would be cut short and indexed again under a new first ts."""
+        kept = sorted((m for m in standalone if is_knowledge(m, self.me)), key=lambda m: ts_order(m["ts"]))
+        window = self.options.documents.window_s
+        if start is None or not kept or ts_seconds(kept[0]["ts"]) - ts_seconds(start) > window:
+            return []
+        earlier, boundary = [], ts_seconds(kept[0]["ts"])
+        for message in reader.history(self.client, channel.id, latest=kept[0]["ts"], page_size=self.options.page_size):
+            if not (_is_standalone(message) and is_knowledge(message, self.me)):
+                continue
+            if boundary - ts_seconds(message["ts"]) > window:
+                break
+            earlier.append(message)
+            boundary = ts_seconds(message["ts"])
+        return earlier
+
+    def _indexed_by_channel(self) -> dict[str, list[DocumentInfo]]:
+        indexed: dict[str, list[DocumentInfo]] = {}
+        for info in self.ingestor.store.list_documents():
+            if info.path.startswith("slack://"):
+                indexed.setdefault(info.path.split("/")[2], []).append(info)
+        return indexed
+
+    def _remove(self, gone_lists) -> int:
+        """Delete the documents of threads that no longer hold anything to index (a deleted parent
+        and no human reply left, say); the rest of a deletion is the message events' work."""
+        gone = {doc_id for gone in gone_lists for doc_id in gone}
+        if not gone:
+            return 0
+        store = self.ingestor.store
+        with store.exclusive_writer():
+            present = {info.doc_id for info in store.list_documents()} & gone
+            for doc_id in present:
+                store.delete_document(doc_id)
+        return len(present)
+
+    def _advance(self, reads: list[_ChannelRead], report: SlackIngestReport) -> None:
+        failed_paths = [path for path, _ in report.documents.failed]
+        for read in reads:
+            prefix = slack_path(read.channel.id, "")
+            report.threads += read.threads
+            report.messages += read.messages
+            if any(path.startswith(prefix) for path in failed_paths):
+                report.failed.append((read.channel.id, "some documents could not be written: the next sync reads them again"))
+                continue
+            self.sync_state.advance(read.channel.id, read.newest_ts, synced_at=datetime.now(UTC))
+            report.channels.append(read.channel.id)
+
+
+def _is_thread_parent(message: dict) -> bool:
+    return bool(message.get("reply_count")) or (message.get("thread_ts") == message["ts"])
+
+
+def _is_standalone(message: dict) -> bool:
+    """Outside any thread: not a parent, and not a reply also sent to the channel (it belongs to its thread)."""
+    return not _is_thread_parent(message) and message.get("thread_ts") in (None, "")
+
+
+def _public_refusal(channel: Channel) -> str:
+    if channel.kind == SHARED_CHANNEL:
+        what = "it is shared with another organization (Slack Connect)"
+    elif channel.kind == PRIVATE_CHANNEL:
+        what = "it is a private channel"
+    else:
+        what = "Slack did not say it is public"
+    return f"--public refused: {what}; only a public channel of this workspace may be indexed for everyone"
