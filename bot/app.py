@@ -32,6 +32,7 @@ from bot.generation.adapters import AdapterChoice
 from bot.generation.fallback import WithFallback
 from bot.generation.server_errors import GenerationServerError
 from bot.generation.tgi import TGIGenerator, TGIOptions
+from bot.generation.unit_vectors import UnitVectors
 from bot.home import HomeFacts
 from bot.listeners import BotDeps, register_listeners
 from bot.logs import job_request_id, request_context, slack_request_id
@@ -131,7 +132,14 @@ class Services:
 
     @cached_property
     def ingestor(self) -> Ingestor:
-        return Ingestor(store=self.store, embedder=self.embedder, chunking=self.chunking)
+        prepare = self.unit_vectors.prepare if self.settings.answer_unit_vectors else None
+        return Ingestor(store=self.store, embedder=self.embedder, chunking=self.chunking, after_write=prepare)
+
+    @cached_property
+    def unit_vectors(self) -> UnitVectors:
+        """Quotable units' vectors: embedded at ingest, read back by the extractive generator."""
+        path = self.settings.data_dir / "unit_vectors.sqlite3" if self.settings.answer_unit_vectors else None
+        return UnitVectors(self.embedder, path)
 
     @cached_property
     def retriever(self) -> Retriever:
@@ -153,7 +161,7 @@ class Services:
     def generator(self) -> Generator:
         """The model at TGI_URL (quoting whenever it cannot answer), else quoting."""
         extractive = ExtractiveGenerator(embedder=self.embedder, max_units=self.settings.answer_max_units,
-                                         max_chars=self.settings.answer_max_chars)
+                                         max_chars=self.settings.answer_max_chars, unit_vectors=self.unit_vectors)
         if not self.settings.tgi_url:
             return extractive
         return WithFallback(primary=self.tgi, fallback=extractive, on_fallback=self.metrics.fallback)
@@ -241,6 +249,8 @@ class Services:
             self.store.close()
         if "database" in self.__dict__:
             self.database.dispose()
+        if "unit_vectors" in self.__dict__:
+            self.unit_vectors.close()
 
 
 def build_services(settings: Settings, *, embedder: Embedder | None = None, long_running: bool = False) -> Services:

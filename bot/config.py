@@ -172,6 +172,9 @@ class Settings(BaseSettings):
     # follows the lead (which is always quoted whole) stays within this many characters.
     answer_max_units: int = Field(default=3, ge=1, le=20, validation_alias="LOREBOT_ANSWER_MAX_UNITS")
     answer_max_chars: int = Field(default=600, ge=0, le=10_000, validation_alias="LOREBOT_ANSWER_MAX_CHARS")
+    # Embed each chunk's sentences at ingest (kept in $LOREBOT_DATA_DIR/unit_vectors.sqlite3), so that
+    # choosing what to quote needs no model call; off, ingest is faster and each answer embeds them.
+    answer_unit_vectors: bool = Field(default=True, validation_alias="LOREBOT_ANSWER_UNIT_VECTORS")
 
     # The vector index: exact search below this many chunks (fast enough and exact), ANN above.
     ann_min_rows: int = Field(default=250_000, ge=1, validation_alias="LOREBOT_ANN_MIN_ROWS")

@@ -97,6 +97,9 @@ class Ingestor:
     embedder: Embedder
     chunking: ChunkingOptions = field(default_factory=ChunkingOptions)
     batch_chunks: int = BATCH_CHUNKS
+    # Called with the chunks of each committed batch (the bot embeds their sentences for quoting).
+    # Work done for the answers, not the index: if it fails, the ingest goes on and says so in the log.
+    after_write: Callable[[list[StoredChunk]], object] | None = None
 
     def ingest_paths(
         self,
@@ -254,11 +257,20 @@ class Ingestor:
             for doc, _, _ in batch:
                 report.failed.append((doc.path or doc.source, str(e)))
             return
+        self._after_write([c for chunks in rows.values() for c in chunks])
         new = sum(1 for _, _, is_new in batch if is_new)
         report.added += new
         report.updated += len(batch) - new
         report.chunks_written += sum(len(c) for c in rows.values())
         report.chunks_embedded += len(to_embed)
+
+    def _after_write(self, chunks: list[StoredChunk]) -> None:
+        if self.after_write is None:
+            return
+        try:
+            self.after_write(chunks)
+        except Exception:  # the chunks are written; what follows them is an extra
+            log.warning("work after writing %d chunks failed; the chunks are indexed", len(chunks), exc_info=True)
 
     def _reusable_vectors(self, doc_ids: list[str]) -> dict[str, object]:
         """Vectors of the chunks these documents have now, by embedding hash: unchanged text, no encoding."""

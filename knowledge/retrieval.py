@@ -7,6 +7,7 @@ collapsed to one passage per document, and the relevance floor decides whether a
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,7 @@ from knowledge.chunking import strip_overlap
 from knowledge.embedding import Embedder
 from knowledge.errors import QuestionError
 from knowledge.stores.base import SearchMode, SearchRequest, VectorStore
-from knowledge.types import Passage, ScoredChunk
+from knowledge.types import Passage, PassagePiece, ScoredChunk, StoredChunk
 
 
 @dataclass(frozen=True)
@@ -116,12 +117,23 @@ def collapse_by_document(hits: list[ScoredChunk], *, max_chunks: int = 3, compan
 def _passage(group: list[ScoredChunk]) -> Passage:
     best = group[0].chunk
     ordered = sorted((h.chunk for h in group), key=lambda c: c.position)
-    text = ordered[0].text
-    for previous, chunk in zip(ordered, ordered[1:]):
+    pieces = passage_pieces(ordered)
+    text = pieces[0].text
+    for previous, chunk, piece in zip(ordered, ordered[1:], pieces[1:]):
         separator = "\n" if chunk.position == previous.position + 1 else "\n…\n"
-        text += separator + strip_overlap(previous.text, chunk.text)
+        text += separator + piece.text
     return Passage(
         doc_id=best.doc_id, chunk_id=best.chunk_id, title=best.title, source=best.source,
         heading_path=best.heading_path, text=text, scope=best.scope, score=group[0].score,
         similarity=max(h.similarity for h in group), also_matched=tuple(c.chunk_id for c in ordered if c != best),
+        pieces=tuple(pieces),
     )
+
+
+def passage_pieces(ordered: list[StoredChunk]) -> list[PassagePiece]:
+    """Chunks of one document in reading order, as a passage shows them: each after the first
+    without the words it repeats from the one before it."""
+    pieces = [PassagePiece(ordered[0].heading_path, ordered[0].text)] if ordered else []
+    for previous, chunk in pairwise(ordered):
+        pieces.append(PassagePiece(chunk.heading_path, strip_overlap(previous.text, chunk.text)))
+    return pieces

@@ -103,6 +103,15 @@ class ScoredChunk:
 
 
 @dataclass(frozen=True)
+class PassagePiece:
+    """One chunk's part of a passage: its heading path and its text as the passage shows it (without
+    the overlap it repeats from the chunk before it in the passage)."""
+
+    heading_path: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True)
 class Passage:
     """A retrieved, ranked piece of evidence with its source.
 
@@ -120,3 +129,5 @@ class Passage:
     score: float
     similarity: float
     also_matched: tuple[str, ...] = field(default=())
+    # The chunks the text was joined from, in reading order (empty where a passage was built by hand).
+    pieces: tuple[PassagePiece, ...] = field(default=())

@@ -137,8 +137,14 @@ def holds(text: str, kind: AnswerType) -> bool:
     (True, True)
     >>> holds("Page escalates to the VP Engineering, Kwame Asante-Reyes", "person")
     True
+    >>> holds("Unacknowledged: 0 minutes; Primary is paged", "duration"), holds("after 7 minutes", "duration")
+    (False, True)
     """
-    return any(_HAS[accepted].search(text) for accepted in ACCEPTS[kind])
+    return any(not _ZERO.fullmatch(m.group()) for accepted in ACCEPTS[kind] for m in _HAS[accepted].finditer(text))
+
+
+# "0 minutes" is where a table starts counting, not how long something takes or how much it is.
+_ZERO = re.compile(r"[$€£]?0+(?:\.0+)?(?:[\s-]+\w+)?", re.IGNORECASE)
 
 
 def terms(text: str) -> set[str]:
@@ -163,6 +169,27 @@ def figures(text: str) -> set[str]:
     ['0.75', '10:00', '18', '3']
     """
     return set(_FIGURE.findall(text))
+
+
+_QUESTION_NUMBER = re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w.,]\d)")
+
+
+def figure_evidence(question: str, units: Sequence[str]) -> list[float]:
+    """For each unit, the share of the numbers the question names that the unit states too.
+
+    "What happens at day 90" is about the Day 90 row, whatever its neighbours' wording; a number in
+    a question is the most specific word it has.
+
+    >>> figure_evidence("what happens at day 90?", ["Day 60: a survey", "Day 90: formal review (30-60-90 plan)"])
+    [0.0, 1.0]
+    >>> figure_evidence("how many sick days", ["8 sick days"])
+    [0.0]
+    """
+    wanted = set(_QUESTION_NUMBER.findall(question))
+    if not wanted:
+        return [0.0] * len(units)
+    patterns = [re.compile(rf"(?<![\w.,]){re.escape(n)}(?![\w]|[.,]\d)") for n in wanted]
+    return [sum(1 for p in patterns if p.search(u)) / len(patterns) for u in units]
 
 
 def keyword_evidence(question: str, units: Sequence[str]) -> list[float]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from bot.generation.answer_units import (
     answer_type,
+    figure_evidence,
     figures,
     keyword_evidence,
     question_parts,
@@ -23,6 +25,11 @@ from knowledge.chunking import TABLE_RULE
 from knowledge.embedding import Embedder
 from knowledge.types import Passage
 from training.chat_format import disarm_citations
+
+
+class UnitVectorSource(Protocol):
+    def vectors(self, texts: list[str]) -> np.ndarray: ...
+
 
 QUOTED_LABEL = "Quoted from the documents:"
 EXCERPT_BREAK = "…"  # the line between excerpts of one document in a passage
@@ -98,17 +105,31 @@ def quotable_units(text: str, context: str = "") -> list[Quotable]:
     return units
 
 
-def _lost_heading(passage: Passage) -> str:
-    """The heading a passage starts under when its text does not show it (a chunk cut mid-section).
+def lost_heading(heading_path: tuple[str, ...], text: str) -> str:
+    """The heading a passage (or chunk) starts under when its text does not show it (a chunk cut
+    mid-section).
 
     A heading that appears in the text is where the text reaches it, not where it starts.
     """
-    if not passage.heading_path:
+    if not heading_path:
         return ""
-    heading = passage.heading_path[-1]
-    shown = {_EMPHASIS.sub("", line).strip().lstrip("#").strip() for line in passage.text.splitlines()}
+    heading = heading_path[-1]
+    shown = {_EMPHASIS.sub("", line).strip().lstrip("#").strip() for line in text.splitlines()}
     # Excerpts joined by "…" come from several places; which one the heading belongs to is unknown.
     return "" if heading in shown or EXCERPT_BREAK in shown else heading
+
+
+def passage_units(passage: Passage) -> list[Quotable]:
+    """A passage's quotable units, chunk by chunk where it says which chunks it joins: each chunk's
+    units read under that chunk's own heading, exactly as they were read (and embedded) at ingest."""
+    if not passage.pieces:
+        return quotable_units(passage.text, lost_heading(passage.heading_path, passage.text))
+    return [unit for piece in passage.pieces for unit in piece_units(piece.heading_path, piece.text)]
+
+
+def piece_units(heading_path: tuple[str, ...], text: str) -> list[Quotable]:
+    """The quotable units of one chunk's text (see :func:`passage_units`)."""
+    return quotable_units(text, lost_heading(heading_path, text))
 
 
 def _is_table_row(line: str) -> bool:
@@ -158,17 +179,24 @@ class ExtractiveGenerator:
     # worth about a third of the similarity range, holding the asked type about a sixth.
     keyword_weight: float = 0.3
     type_weight: float = 0.12
+    # A unit stating the number the question names ("day 90"): as strong as a full keyword match.
+    figure_weight: float = 0.3
     # A bare heading-like line ("Retirement savings 401(k) plan") names a topic, it rarely answers.
     heading_penalty: float = 0.1
     # A table row holding the asked type: tables are where documents state amounts and dates.
     table_weight: float = 0.1
     # A supporting unit must score within this of the best: no padding with noise.
     support_margin: float = 0.25
+    # ... and within this of it when it comes from another document than the lead.
+    other_document_margin: float = 0.15
     # Lead candidates this close count as tied (see _best).
     tie_margin: float = 0.02
     # Units this similar to one already quoted say the same thing (overlapping chunks repeat text).
     duplicate_similarity: float = 0.9
     name: str = "extractive"
+    # Where units' vectors are remembered (bot.generation.unit_vectors.UnitVectors); None embeds
+    # every unit at question time.
+    unit_vectors: UnitVectorSource | None = None
 
     def generate(self, request: GenerationRequest, *, on_text: Callable[[str], None] | None = None) -> Draft:
         """Quotes, not streamed: the finished answer is shown at once (``on_text`` is not called)."""
@@ -176,7 +204,7 @@ class ExtractiveGenerator:
         candidates = [
             (n, order, unit)
             for n, passage in enumerate(passages[: self.passages_considered], start=1)
-            for order, unit in enumerate(quotable_units(passage.text, _lost_heading(passage)))
+            for order, unit in enumerate(passage_units(passage))
         ]
         if not candidates:
             return Draft(text="", generator=self.name)
@@ -184,15 +212,20 @@ class ExtractiveGenerator:
             question_vector = self.embedder.encode([question])[0]
         units = [unit for _, _, unit in candidates]
         parts = question_parts(question)
-        # A message asking two things is scored per question asked; those are embedded in the same
-        # batch as the units, so that costs no extra call to the model.
+        # A message asking two things is scored per question asked (a few short texts: the fast
+        # question encoder's kind of batch).
         asked = parts if len(parts) > 1 else []
-        encoded = self.embedder.encode([*asked, *(unit.scored for unit in units)])
-        vectors = encoded[len(asked):]
-        part_vectors = list(encoded[: len(asked)]) or [question_vector]
+        part_vectors = list(self.embedder.encode(asked)) if asked else [question_vector]
+        vectors = self._unit_vectors([unit.scored for unit in units])
         picked = self._select(question, parts, units, vectors, [vectors @ v for v in part_vectors],
-                              vectors @ question_vector)
+                              vectors @ question_vector, [n for n, _, _ in candidates])
         return quoted_draft([(candidates[i][0], candidates[i][2].shown) for i in picked], self.name)
+
+    def _unit_vectors(self, texts: list[str]) -> np.ndarray:
+        """Remembered where the units were embedded at ingest (see ``unit_vectors``), else embedded now."""
+        if self.unit_vectors is not None:
+            return self.unit_vectors.vectors(texts)
+        return self.embedder.encode(texts)
 
     def scores(self, question: str, units: list[Quotable], similarities: np.ndarray) -> np.ndarray:
         """Each unit's score for a question: similarity, plus keyword and answer-type evidence.
@@ -201,17 +234,22 @@ class ExtractiveGenerator:
         states its amounts and dates), a bare heading-like line loses a little.
         """
         keywords = np.asarray(keyword_evidence(question, [u.scored for u in units]), dtype=np.float32)
+        numbers = np.asarray(figure_evidence(question, [u.shown for u in units]), dtype=np.float32)
         # The type is judged on what is shown: a heading such as "2025 cycle dates" must not make
         # every row under it look like a date.
         types = np.asarray(type_evidence(answer_type(question), [u.shown for u in units]), dtype=np.float32)
         rows = np.asarray([u.table_row for u in units], dtype=np.float32) * (types > 0)
         headings = np.asarray([u.heading_like for u in units], dtype=np.float32)
         return (np.asarray(similarities, dtype=np.float32) + self.keyword_weight * keywords
+                + self.figure_weight * numbers
                 + self.type_weight * types + self.table_weight * rows - self.heading_penalty * headings)
 
     def _select(self, question: str, parts: list[str], units: list[Quotable], vectors: np.ndarray,
-                part_similarities: list[np.ndarray], similarities: np.ndarray) -> list[int]:
-        """Indexes of the units to quote: the lead first, then its support in reading order."""
+                part_similarities: list[np.ndarray], similarities: np.ndarray, passages: list[int]) -> list[int]:
+        """Indexes of the units to quote: the lead first, then its support in reading order.
+
+        ``passages`` gives each unit's passage: support from another document than the lead's
+        must score closer to the lead (it is more often beside the point)."""
         by_part = [self.scores(part, units, sims) for part, sims in zip(parts, part_similarities)]
         overall = by_part[0] if len(parts) == 1 else self.scores(question, units, similarities)
         picked: list[int] = []
@@ -232,10 +270,12 @@ class ExtractiveGenerator:
         # good as the best for the whole message, while the budgets last.
         for scores in by_part:
             add(self._best(scores))
-        floor = float(np.max(overall)) - self.support_margin
+        best = float(np.max(overall))
         for i in np.argsort(-overall, kind="stable"):
-            if overall[i] < floor:
+            if overall[i] < best - self.support_margin:
                 break
+            if passages[i] != passages[picked[0]] and overall[i] < best - self.other_document_margin:
+                continue
             add(int(i))
         return picked[:1] + sorted(picked[1:])
 

@@ -139,6 +139,7 @@ _DEMO = [
       "do they roll over into next year?"), "C0GENERAL", "Less than 3 years", "18 days"),
     ("I'm primary on-call next week - if I sleep through a page, how long until it goes to someone else?",
      "C0ENGINEER", None, "7 minutes"),
+    ("what happens at day 90 of onboarding", "C0ENGINEER", None, "Formal review of your 30-60-90 plan"),
     (("we're about to pay a brand-new drone survey contractor around $30k for their first job. "
       "who has to sign off on that payment?"), "C0FINANCE", None, "CFO"),
     ("when are promo packets due for the fall cycle, and which week is calibration?", "C0PEOPLE", None,
