@@ -33,10 +33,11 @@ from bot.generation.fallback import WithFallback
 from bot.generation.server_errors import GenerationServerError
 from bot.generation.tgi import TGIGenerator, TGIOptions
 from bot.generation.unit_vectors import UnitVectors
-from bot.home import HomeFacts
+from bot.home import HomeFacts, public_slack_sources
 from bot.listeners import BotDeps, register_listeners
 from bot.logs import job_request_id, request_context, slack_request_id
 from bot.metrics import Metrics, counting_into
+from bot.people import Names, People
 from bot.redaction import install_redaction
 from bot.replies import ReplyDeps
 from bot.slack_retries import slack_retry_handlers
@@ -334,18 +335,21 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
     # threads keep up with any burst.
     listener_threads = CountingExecutor(8, name="lorebot-listener")
     conversations = ConversationKinds(conversation_lookup_client(settings, credentials.bot_token))
+    people = People(client)  # one cache of authors' names for answers, /lorebot sources and the Home tab
     replies = ReplyDeps(client=client, answering=services.answer_deps, feedback=services.feedback,
                         bot_user_id=identity.get("user_id"), bot_id=identity.get("bot_id"), metrics=services.metrics,
                         thread_messages=settings.thread_context_messages, thread_chars=settings.thread_context_chars,
-                        conversations=conversations)
+                        conversations=conversations, names=people)
     deps = BotDeps(
         replies=replies,
         slash=SlashDeps(client=client, answering=services.answer_deps, feedback=services.feedback,
-                        store=services.store, metrics=services.metrics, conversations=conversations),
+                        store=services.store, metrics=services.metrics, conversations=conversations,
+                        names=people),
         ledger=services.ledger,
         workers=workers,
-        home_facts=lambda: _home_facts(services),
+        home_facts=lambda: _home_facts(services, people),
         follow_up_in_threads=settings.follow_up_in_threads,
+        slack_sync=_slack_sync(services, client, identity, conversations),
     )
     app = _TracedApp(
         client=client,
@@ -361,6 +365,16 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
     bot = SlackBot(app=app, deps=deps, listener_threads=listener_threads, workers=workers, metrics=services.metrics)
     bot.start_housekeeping()
     return bot
+
+
+def _slack_sync(services: Services, client: WebClient, identity: dict, conversations: ConversationKinds):
+    """What keeps listed channels' history current from events (bot/slack_history/sync.py)."""
+    from bot.slack_history.reader import Identity
+    from bot.slack_history.sync import build_slack_sync
+
+    me = Identity(workspace_url=str(identity.get("url") or ""), user_id=str(identity.get("user_id") or ""),
+                  bot_id=identity.get("bot_id"))
+    return build_slack_sync(services, client, me, conversations=conversations)
 
 
 class _TracedApp(App):
@@ -398,7 +412,7 @@ def _who_am_i(client: WebClient, settings: Settings) -> dict:
         raise ConfigurationError(f"could not reach Slack at {settings.slack_api_url} (SLACK_API_URL): {e}") from e
 
 
-def _home_facts(services: Services) -> HomeFacts:
+def _home_facts(services: Services, people: Names | None = None) -> HomeFacts:
     try:
         stats = services.feedback.stats()
     except Exception:
@@ -409,7 +423,8 @@ def _home_facts(services: Services) -> HomeFacts:
     except Exception:
         log.error("could not read the scheduled jobs' runs for the App Home", exc_info=True)
         jobs = None
-    return HomeFacts(documents=services.store.list_documents(None), stats=stats,
+    documents = services.store.list_documents(None)
+    return HomeFacts(documents=documents, stats=stats,
                      generator=services.generator.name,
                      adapter=services.tgi.adapters.adapter_for(None) if services.settings.tgi_url else None,
-                     jobs=jobs)
+                     jobs=jobs, slack_sources=public_slack_sources(services.store, documents), names=people)

@@ -200,6 +200,11 @@ class Settings(BaseSettings):
     slack_window_minutes: float = Field(default=30, gt=0, le=1440, validation_alias="LOREBOT_SLACK_WINDOW_MINUTES")
     slack_lookback_days: float = Field(default=14, ge=0, le=365, validation_alias="LOREBOT_SLACK_LOOKBACK_DAYS")
     slack_page_size: int = Field(default=200, ge=1, le=999, validation_alias="LOREBOT_SLACK_PAGE_SIZE")
+    # Keeping listed channels current (bot/slack_history/sync.py): the scheduler's catch-up runs this
+    # often (each run re-reads every thread in the look-back), and an archived or deleted channel's
+    # documents are removed unless this keeps them (still scoped to the channel).
+    slack_sync_minutes: int = Field(default=30, ge=1, le=10_080, validation_alias="LOREBOT_SLACK_SYNC_MINUTES")
+    slack_keep_archived: bool = Field(default=False, validation_alias="LOREBOT_SLACK_KEEP_ARCHIVED")
 
     # Observability. Prometheus metrics are at /metrics on the bot's HTTP port; in Socket Mode and in
     # the scheduler (no HTTP server of their own) on this port instead (0: not served).

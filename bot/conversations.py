@@ -95,6 +95,12 @@ class ConversationKinds:
                 self._known.popitem(last=False)
         return kind
 
+    def forget(self, channel_id: str) -> None:
+        """Drop what is remembered of a conversation (it was made private, archived, …): the next
+        answer there looks its kind up again."""
+        with self._lock:
+            self._known.pop(channel_id, None)
+
     def _remembered(self, channel_id: str) -> tuple[float, str | None] | None:
         """(expiry, kind) while the remembered kind is fresh, else None."""
         with self._lock:

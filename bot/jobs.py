@@ -34,7 +34,7 @@ HOUR = 3600
 
 
 def job_specs(settings: Settings) -> list[JobSpec]:
-    """The four jobs, scheduled as the settings say (UTC). All are exclusive: with two scheduler
+    """The jobs, scheduled as the settings say (UTC). All are exclusive: with two scheduler
     processes on one database, each run happens in one of them."""
     return [
         JobSpec("reconcile", "bot.jobs:reconcile_votes", "interval", {"minutes": settings.reconcile_every_minutes},
@@ -47,7 +47,33 @@ def job_specs(settings: Settings) -> list[JobSpec]:
         JobSpec("reingest", "bot.jobs:reingest_sources", "interval", {"minutes": settings.reingest_every_minutes},
                 exclusive=True, misfire_grace_s=_half(settings.reingest_every_minutes),
                 description="Re-ingest the configured sources"),
+        JobSpec("slack-sync", "bot.jobs:sync_slack_history", "interval", {"minutes": settings.slack_sync_minutes},
+                exclusive=True, misfire_grace_s=_half(settings.slack_sync_minutes),
+                description="Catch up listed Slack channels' history"),
     ]
+
+
+def sync_slack_history() -> Outcome:
+    """Catch up every listed Slack channel (one ``ingest-slack`` has read) from its cursor: new,
+    edited and deleted messages in the look-back, channels made private narrowed, archived or
+    deleted ones removed (or kept, LOREBOT_SLACK_KEEP_ARCHIVED). Skipped when none is listed."""
+    from bot.slack_history.reader import who_am_i
+    from bot.slack_history.sync import build_slack_sync
+    from bot.slack_history.sync_state import SyncState
+
+    settings = load_settings()
+    if not settings.slack_bot_token:
+        return skipped("SLACK_BOT_TOKEN is not set: there is no Slack to read")
+    with _services(settings) as services:
+        if not SyncState(services.database).channels():
+            return skipped("no Slack channel is listed (lorebot ingest-slack --channel …)")
+        client = slack_client(settings, settings.slack_bot_token)
+        sync = build_slack_sync(services, client, who_am_i(client, settings.slack_api_url))
+        try:
+            report = sync.catch_up()
+        except WideningRefused as e:
+            return failed(f"{len(e.widened)} documents would widen: not synced")
+    return ok(report.summary()) if report.ok else failed(report.summary())
 
 
 def reconcile_votes() -> Outcome:

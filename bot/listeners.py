@@ -27,6 +27,7 @@ from bot.matchers import (
 )
 from bot.rendering import SHARE, VOTE_DOWN, VOTE_UP
 from bot.replies import WORKING, Ask, ReplyDeps, answer_in_thread, begin_reply
+from bot.slack_history.sync import SlackSync, message_change
 from bot.slash import Command, ResponseUrl, SlashDeps, is_question, run_command, share_answer
 from bot.votes import vote_by_button, vote_by_reaction
 
@@ -43,6 +44,8 @@ class BotDeps:
     workers: Executor
     home_facts: Callable[[], HomeFacts]
     follow_up_in_threads: bool = False
+    # Keeps listed channels' history current from message and channel events (None: not kept).
+    slack_sync: SlackSync | None = None
 
     @property
     def bot_user_id(self) -> str | None:
@@ -60,6 +63,7 @@ def register_listeners(app: App, deps: BotDeps) -> None:
 
     @app.event("message")
     def on_message(body: dict, event: dict) -> None:
+        sync_history_later(deps, event)  # every message event, edits and deletions too
         if not is_person_writing(event):
             return
         if is_direct_message(event):
@@ -98,6 +102,8 @@ def register_listeners(app: App, deps: BotDeps) -> None:
     def on_assistant_context_changed() -> None:
         """Nothing to do: the audience is the DM itself, whatever channel the user is viewing."""
 
+    register_history_listeners(app, deps)
+
     @app.command("/lorebot")
     def on_command(ack: Ack, command: dict) -> None:
         text = (command.get("text") or "").strip()
@@ -131,6 +137,40 @@ def register_listeners(app: App, deps: BotDeps) -> None:
     @app.error
     def on_error(error: Exception, body: dict) -> None:
         log.error("a Slack request failed: %s", (body or {}).get("type"), exc_info=error)
+
+
+def register_history_listeners(app: App, deps: BotDeps) -> None:
+    """Channel events that change who may see a listed channel's history, or whether it exists."""
+
+    @app.event("channel_converted_to_private")
+    @app.event("channel_shared")
+    def on_channel_narrowed(event: dict) -> None:
+        reason = "made private" if event["type"] == "channel_converted_to_private" else "shared outside the workspace"
+        forget_conversation(deps, event)
+        if deps.slack_sync is not None and event.get("channel"):
+            deps.workers.submit(deps.slack_sync.narrow, event["channel"], reason)
+
+    @app.event("channel_archive")
+    @app.event("group_archive")
+    @app.event("channel_deleted")
+    @app.event("group_deleted")
+    def on_channel_gone(event: dict) -> None:
+        forget_conversation(deps, event)
+        if deps.slack_sync is not None and event.get("channel"):
+            deps.workers.submit(deps.slack_sync.gone, event["channel"], deleted=event["type"].endswith("_deleted"))
+
+
+def sync_history_later(deps: BotDeps, event: dict) -> None:
+    """Queue the index update a message event makes (a listed channel's new, edited or deleted
+    message) for a worker; events that change nothing indexed are dropped here."""
+    if deps.slack_sync is not None and message_change(event, deps.slack_sync.me) is not None:
+        deps.workers.submit(deps.slack_sync.on_message, event)
+
+
+def forget_conversation(deps: BotDeps, event: dict) -> None:
+    conversations = deps.replies.conversations
+    if conversations is not None and event.get("channel"):
+        conversations.forget(event["channel"])
 
 
 def answer_later(deps: BotDeps, ask: Ask) -> None:

@@ -55,6 +55,10 @@ class SyncOptions:
     documents: DocumentOptions
     lookback_s: float = 14 * 86_400
     page_size: int = reader.DEFAULT_PAGE_SIZE
+    # Re-read every thread whose parent is in the look-back, not only those with a reply after the
+    # cursor: an edited or deleted reply changes nothing in the history listing. The scheduled
+    # catch-up does (one conversations.replies per such thread); ``ingest-slack`` does not.
+    recheck_threads: bool = False
 
 
 @dataclass
@@ -92,11 +96,14 @@ class SlackIngestReport:
 @dataclass
 class _ChannelRead:
     channel: Channel
+    public: bool = False
     documents: list[Document] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # doc_ids of threads with nothing left to index
     newest_ts: str | None = None
     threads: int = 0
     messages: int = 0
+    start: str | None = None  # history was read from here (None: all of it)
+    parents: set[str] = field(default_factory=set)  # the ts of every thread parent in the history read
 
 
 @dataclass
@@ -145,20 +152,22 @@ class SlackIngest:
         cursor = self.sync_state.cursor(channel_id)
         rescoping = any(info.scope != scope for info in indexed)
         if since is not None and not rescoping:
-            return self._read_from(channel, scope=scope, start=f"{since.timestamp():.6f}", changed_after=None)
-        if cursor is None or rescoping:
+            read = self._read_from(channel, scope=scope, start=f"{since.timestamp():.6f}", changed_after=None)
+        elif cursor is None or rescoping:
             read = self._read_from(channel, scope=scope, start=None, changed_after=None)
-            # The whole history was seen: an indexed document it no longer yields is gone from Slack.
-            emitted = {doc.doc_id for doc in read.documents}
-            read.gone += [info.doc_id for info in indexed if info.doc_id not in emitted]
-            return read
-        start = max(0.0, ts_seconds(cursor.newest_ts) - self.options.lookback_s)
-        return self._read_from(channel, scope=scope, start=f"{start:.6f}", changed_after=cursor.newest_ts)
+        else:
+            start = max(0.0, ts_seconds(cursor.newest_ts) - self.options.lookback_s)
+            changed_after = None if self.options.recheck_threads else cursor.newest_ts
+            read = self._read_from(channel, scope=scope, start=f"{start:.6f}", changed_after=changed_after)
+        read.public = public
+        read.gone += _vanished(read, indexed)
+        return read
 
     def _read_from(self, channel: Channel, *, scope: Scope, start: str | None,
                    changed_after: str | None) -> _ChannelRead:
-        read = _ChannelRead(channel)
+        read = _ChannelRead(channel, start=start)
         top = list(reader.history(self.client, channel.id, oldest=start, page_size=self.options.page_size))
+        read.parents = {m["ts"] for m in top if _is_thread_parent(m)}
         read.messages += len(top)
         read.newest_ts = max((ts for m in top for ts in (m["ts"], m.get("latest_reply")) if ts),
                              key=ts_order, default=None)
@@ -225,8 +234,25 @@ class SlackIngest:
             if any(path.startswith(prefix) for path in failed_paths):
                 report.failed.append((read.channel.id, "some documents could not be written: the next sync reads them again"))
                 continue
-            self.sync_state.advance(read.channel.id, read.newest_ts, synced_at=datetime.now(UTC))
+            self.sync_state.advance(read.channel.id, read.newest_ts, synced_at=datetime.now(UTC), public=read.public)
             report.channels.append(read.channel.id)
+
+
+def _vanished(read: _ChannelRead, indexed: list[DocumentInfo]) -> list[str]:
+    """Indexed documents of the channel that begin where history was read (all of it, or from the
+    look-back's start) and that the read did not rebuild: their messages are gone from Slack (a
+    deleted message that began a group, a deleted parent without replies). A thread not re-read
+    keeps its document: its parent was in the listing."""
+    emitted = {doc.doc_id for doc in read.documents}
+    start = ts_order(read.start) if read.start else (0, 0)
+    gone = []
+    for info in indexed:
+        first_ts = info.path.rsplit("/", 1)[-1]
+        if info.doc_id in emitted or first_ts in read.parents:
+            continue
+        if ts_order(first_ts) >= start:
+            gone.append(info.doc_id)
+    return gone
 
 
 def _is_thread_parent(message: dict) -> bool:

@@ -1,0 +1,416 @@
+"""Keeping listed channels' documents current: Slack's events as they come, and a scheduled catch-up.
+
+A channel is *listed* once ``lorebot ingest-slack`` has read it (it has a cursor row); events of
+any other conversation are ignored. Each message event (a new message or reply, an edit, a
+deletion) re-reads the one thing it touched, the thread (``conversations.replies``) or the run of
+messages around it outside threads (``conversations.history`` near its ts), and writes that
+document again through the Ingestor with the scope the channel's documents have (never wider); a
+thread or a group with nothing left is removed. Channel events narrow (made private, shared with
+another organization) or remove (archived, deleted) a channel's documents at once. The catch-up
+(:meth:`SlackSync.catch_up`, the scheduler's ``slack-sync`` job) checks each listed channel with
+``conversations.info`` and then syncs it from its cursor, re-reading every thread in the look-back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.conversations import ConversationKinds, conversation_kind
+from bot.slack_history import reader
+from bot.slack_history.documents import (
+    KNOWLEDGE_SUBTYPES,
+    DocumentOptions,
+    group_documents,
+    is_knowledge,
+    slack_doc_id,
+    slack_path,
+    thread_document,
+    ts_seconds,
+)
+from bot.slack_history.ingest import (
+    SlackIngest,
+    SlackIngestReport,
+    SyncOptions,
+    _is_standalone,
+    _is_thread_parent,
+)
+from bot.slack_history.reader import Channel, ChannelUnreadable, Identity
+from bot.slack_history.sync_state import Cursor, SyncState, ts_order
+from knowledge.access import Scope
+from knowledge.errors import WideningRefused
+from knowledge.types import DocumentInfo
+from training.feedback import PUBLIC_CHANNEL
+
+if TYPE_CHECKING:
+    from bot.app import Services
+
+log = logging.getLogger(__name__)
+
+CHANNEL_TTL_S = 300.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one message event touched: a message (``ts``) in a thread (``thread_ts``, the parent's
+    ts; the parent itself has ``thread_ts == ts``) or outside any (``thread_ts`` None)."""
+
+    channel_id: str
+    ts: str
+    thread_ts: str | None = None
+    new_reply: bool = False
+
+
+def message_change(event: dict, me: Identity) -> Change | None:
+    """The change a ``message`` event makes to indexed history, or None when it changes nothing:
+    lorebot's or another bot's message (or its edit or deletion), Slack's notices, a question to
+    lorebot, an edit that left the text as it was (an unfurl, a reply count).
+
+    >>> me = Identity("https://acme.slack.com/", "U0BOT", "B0BOT")
+    >>> message_change({"channel": "C1", "user": "U1", "ts": "2.0", "thread_ts": "1.0", "text": "yes"}, me)
+    Change(channel_id='C1', ts='2.0', thread_ts='1.0', new_reply=True)
+    >>> message_change({"channel": "C1", "subtype": "message_deleted", "deleted_ts": "3.0",
+    ...                 "previous_message": {"user": "U1", "ts": "3.0", "text": "x"}}, me)
+    Change(channel_id='C1', ts='3.0', thread_ts=None, new_reply=False)
+    >>> message_change({"channel": "C1", "user": "U0BOT", "bot_id": "B0BOT", "ts": "4.0", "text": "[1]"}, me)
+    """
+    channel_id, subtype = event.get("channel"), event.get("subtype")
+    if not channel_id:
+        return None
+    if subtype == "message_changed":
+        message, previous = event.get("message") or {}, event.get("previous_message")
+        if _by_a_bot(message, me) or not message.get("ts"):
+            return None
+        if previous is not None and previous.get("text") == message.get("text"):
+            return None
+        return Change(channel_id, message["ts"], message.get("thread_ts"))
+    if subtype == "message_deleted":
+        previous = event.get("previous_message") or {}
+        ts = event.get("deleted_ts") or previous.get("ts")
+        if not ts or (previous and _by_a_bot(previous, me)):
+            return None
+        return Change(channel_id, ts, previous.get("thread_ts"))
+    if subtype in KNOWLEDGE_SUBTYPES and event.get("ts") and is_knowledge(event, me):
+        thread_ts = event.get("thread_ts")
+        return Change(channel_id, event["ts"], thread_ts, new_reply=bool(thread_ts) and thread_ts != event["ts"])
+    return None
+
+
+def _by_a_bot(message: dict, me: Identity) -> bool:
+    return bool(message.get("bot_id")) or message.get("user") in (None, "", me.user_id)
+
+
+@dataclass
+class CatchUpReport:
+    """What one scheduled catch-up did, channel by channel (IDs only: it is shown in the App Home)."""
+
+    synced: SlackIngestReport = field(default_factory=SlackIngestReport)
+    narrowed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # archived or deleted: documents removed
+    kept: list[str] = field(default_factory=list)  # archived or deleted: documents kept (setting)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.synced.ok
+
+    def summary(self) -> str:
+        parts = [self.synced.summary()]
+        if self.narrowed:
+            parts.append(f"narrowed to their channel (no longer public): {', '.join(self.narrowed)}")
+        if self.removed:
+            parts.append(f"archived or deleted, documents removed: {', '.join(self.removed)}")
+        if self.kept:
+            parts.append(f"archived or deleted, documents kept: {', '.join(self.kept)}")
+        failed = self.failed + self.synced.failed
+        if failed:
+            parts.append("not synced: " + "; ".join(f"{c}: {r}" for c, r in failed))
+        return "; ".join(parts)
+
+
+@dataclass
+class SlackSync:
+    """Live updates and catch-up of listed channels, on top of part A's reader (``history``)."""
+
+    history: SlackIngest
+    keep_archived: bool = False
+    conversations: ConversationKinds | None = None
+    channel_ttl_s: float = CHANNEL_TTL_S
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _channels: dict[str, tuple[float, Channel]] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def me(self) -> Identity:
+        return self.history.me
+
+    # ---- message events
+
+    def on_message(self, event: dict) -> str:
+        """Apply one ``message`` event; returns what was done, in words (for the log). Never raises:
+        a failure is logged, and the next catch-up repairs it."""
+        change = message_change(event, self.me)
+        if change is None:
+            return "nothing to index"
+        try:
+            return self.apply(change)
+        except Exception:
+            log.error("could not update the index for a message in %s; the next sync will", change.channel_id,
+                      exc_info=True)
+            return "failed"
+
+    def apply(self, change: Change) -> str:
+        cursor = self.history.sync_state.cursor(change.channel_id)
+        if cursor is None:
+            return "channel not listed"
+        with self._lock(change.channel_id):
+            try:
+                channel = self._channel(change.channel_id)
+            except ChannelUnreadable as e:
+                log.warning("message in %s not indexed: %s", change.channel_id, e.reason)
+                return f"not read: {e.reason}"
+            scope = _scope(channel.id, cursor)
+            if change.thread_ts is None:
+                return self.refresh_group(channel, change.ts, scope=scope)
+            replies = self.refresh_thread(channel, change.thread_ts, scope=scope)
+            if change.new_reply and replies == 1:
+                # Its first reply made the parent a thread: it leaves the group it was part of.
+                self.refresh_group(channel, change.thread_ts, scope=scope)
+            return f"thread with {replies} replies written" if replies >= 0 else "thread removed"
+
+    def refresh_thread(self, channel: Channel, thread_ts: str, *, scope: Scope) -> int:
+        """Read the thread again and write its document; returns how many replies it has, or -1
+        when nothing in it is left to index (its document is removed)."""
+        messages = reader.thread(self.history.client, channel.id, thread_ts, page_size=self.history.options.page_size)
+        doc = thread_document(channel, messages, me=self.me, scope=scope, options=self.history.options.documents)
+        if doc is None:
+            self._remove([slack_doc_id(channel.id, thread_ts)])
+            return -1
+        self._write([doc])
+        return len(messages) - 1
+
+    def refresh_group(self, channel: Channel, ts: str, *, scope: Scope) -> str:
+        """Rebuild the messages outside threads chained to ``ts`` (no gap longer than the window),
+        and remove the channel's group documents in that stretch that no longer begin a group."""
+        window = self.history.options.documents.window_s
+        earlier, parents_before = self._chain_back(channel.id, ts, window)
+        later, parents_after = self._chain_forward(channel.id, ts, window)
+        messages = earlier + later
+        docs = group_documents(channel, messages, me=self.me, scope=scope, options=self.history.options.documents)
+        span = [m["ts"] for m in messages] + [ts]
+        low, high = min(span, key=ts_order), max(span, key=ts_order)
+        emitted = {doc.doc_id for doc in docs}
+        parents = parents_before | parents_after
+        stale = [info.doc_id for info in self._indexed(channel.id)
+                 if info.doc_id not in emitted and _first_ts(info) not in parents
+                 and ts_order(low) <= ts_order(_first_ts(info)) <= ts_order(high)]
+        self._write(docs)
+        removed = self._remove(stale)
+        return f"{len(docs)} group(s) written, {removed} removed"
+
+    def _chain_back(self, channel_id: str, ts: str, window: float) -> tuple[list[dict], set[str]]:
+        """Standalone messages at or before ``ts``, newest first, while each is within the window
+        of the one after it; and the thread parents seen on the way."""
+        chained, parents, boundary = [], set(), ts_seconds(ts)
+        for message in reader.history(self.history.client, channel_id, latest=_after(ts),
+                                      page_size=self.history.options.page_size):
+            if boundary - ts_seconds(message["ts"]) > window:
+                break
+            if _is_thread_parent(message):
+                parents.add(message["ts"])
+            elif _is_standalone(message) and is_knowledge(message, self.me):
+                chained.append(message)
+                boundary = ts_seconds(message["ts"])
+        return chained, parents
+
+    def _chain_forward(self, channel_id: str, ts: str, window: float) -> tuple[list[dict], set[str]]:
+        """Standalone messages after ``ts`` while each is within the window of the one before, read
+        a window at a time (history lists newest first: reading to now would read everything)."""
+        chained, parents, boundary = [], set(), ts
+        while True:
+            step = list(reader.history(self.history.client, channel_id, oldest=boundary,
+                                       latest=_after(boundary, window), page_size=self.history.options.page_size))
+            parents |= {m["ts"] for m in step if _is_thread_parent(m)}
+            kept = [m for m in step if _is_standalone(m) and is_knowledge(m, self.me)]
+            if not kept:
+                return chained, parents
+            chained += kept
+            boundary = max((m["ts"] for m in kept), key=ts_order)
+
+    # ---- channel events
+
+    def narrow(self, channel_id: str, reason: str) -> int:
+        """The channel is no longer public (made private, shared with another organization): its
+        public documents narrow to the channel now. Returns how many were narrowed."""
+        self._forget_channel(channel_id)
+        cursor = self.history.sync_state.cursor(channel_id)
+        if cursor is None:
+            return 0
+        scope = Scope.channels([channel_id])
+        with self._lock(channel_id):
+            store = self.history.ingestor.store
+            with store.exclusive_writer():
+                public = [info for info in self._indexed(channel_id) if info.scope.is_public]
+                for info in public:
+                    store.rescope_document(info.doc_id, scope)
+            self.history.sync_state.set_public(channel_id, False)
+        log.info("channel %s %s: %d documents narrowed to it", channel_id, reason, len(public))
+        return len(public)
+
+    def gone(self, channel_id: str, *, deleted: bool) -> bool:
+        """The channel was archived (``deleted`` False) or deleted: its documents are removed, or
+        kept with their scope when LOREBOT_SLACK_KEEP_ARCHIVED is on. A deleted channel, or one whose
+        documents were removed, is no longer listed; an archived one whose documents are kept stays
+        listed, so its sync resumes if it is unarchived. Returns whether documents were removed."""
+        self._forget_channel(channel_id)
+        state = self.history.sync_state
+        if state.cursor(channel_id) is None:
+            return False
+        what = "deleted" if deleted else "archived"
+        with self._lock(channel_id):
+            if self.keep_archived:
+                if deleted:
+                    state.forget(channel_id)
+                log.info("channel %s %s: its documents are kept (LOREBOT_SLACK_KEEP_ARCHIVED)", channel_id, what)
+                return False
+            removed = self._remove(info.doc_id for info in self._indexed(channel_id))
+            state.forget(channel_id)
+        log.info("channel %s %s: %d documents removed", channel_id, what, removed)
+        return True
+
+    # ---- the scheduled catch-up
+
+    def catch_up(self) -> CatchUpReport:
+        """Check every listed channel (``conversations.info``) and sync it from its cursor, every
+        thread in the look-back re-read, so that what changed while the bot was not listening
+        (new, edited and deleted messages) is in the index after this run."""
+        report = CatchUpReport()
+        by_scope: dict[bool, list[str]] = {True: [], False: []}
+        for cursor in self.history.sync_state.channels():
+            public = self._check(cursor, report)
+            if public is not None:
+                by_scope[public].append(cursor.channel_id)
+        thorough = replace(self.history, options=replace(self.history.options, recheck_threads=True))
+        for public, channel_ids in by_scope.items():
+            if not channel_ids:
+                continue
+            try:
+                done = thorough.run(channel_ids, public=public)
+            except WideningRefused as e:  # never widen on a schedule: the admin decides
+                report.failed += [(c, f"{len(e.widened)} documents would widen; not synced") for c in channel_ids]
+                continue
+            _merge(report.synced, done)
+        return report
+
+    def _check(self, cursor: Cursor, report: CatchUpReport) -> bool | None:
+        """Whether to sync the channel, and for which scope (``public``); None: not now."""
+        channel_id = cursor.channel_id
+        try:
+            info = self.history.client.conversations_info(channel=channel_id).get("channel") or {}
+        except SlackApiError as e:
+            if e.response.get("error") == "channel_not_found":
+                (report.removed if self.gone(channel_id, deleted=True) else report.kept).append(channel_id)
+            else:
+                report.failed.append((channel_id, reader.refusal(e)))
+            return None
+        except (SlackClientError, OSError) as e:
+            report.failed.append((channel_id, f"could not reach Slack: {type(e).__name__}"))
+            return None
+        if info.get("is_archived"):
+            (report.removed if self.gone(channel_id, deleted=False) else report.kept).append(channel_id)
+            return None
+        if cursor.public and conversation_kind(info) != PUBLIC_CHANNEL:
+            self.narrow(channel_id, "is no longer public")
+            report.narrowed.append(channel_id)
+            return False
+        return cursor.public
+
+    # ---- shared
+
+    def _channel(self, channel_id: str) -> Channel:
+        now = time.monotonic()
+        known = self._channels.get(channel_id)
+        if known is not None and known[0] > now:
+            return known[1]
+        channel = reader.open_channel(self.history.client, channel_id)
+        self._channels[channel_id] = (now + self.channel_ttl_s, channel)
+        return channel
+
+    def _forget_channel(self, channel_id: str) -> None:
+        self._channels.pop(channel_id, None)
+        if self.conversations is not None:
+            self.conversations.forget(channel_id)
+
+    def _lock(self, channel_id: str) -> threading.Lock:
+        """One update of a channel at a time: two events read and written in turn, so an older read
+        never overwrites a newer one."""
+        with self._locks_guard:
+            return self._locks.setdefault(channel_id, threading.Lock())
+
+    def _indexed(self, channel_id: str) -> list[DocumentInfo]:
+        prefix = slack_path(channel_id, "")
+        return [info for info in self.history.ingestor.store.list_documents() if info.path.startswith(prefix)]
+
+    def _write(self, docs: list) -> None:
+        if not docs:
+            return
+        try:
+            self.history.ingestor.ingest_documents(docs)
+        except WideningRefused as e:
+            log.warning("%d Slack documents not updated: they would widen (run ingest-slack with --allow-widen)",
+                        len(e.widened))
+
+    def _remove(self, doc_ids: Iterable[str]) -> int:
+        return self.history._remove([list(doc_ids)])
+
+
+def _scope(channel_id: str, cursor: Cursor) -> Scope:
+    """The scope the channel was listed with; never wider (the Ingestor refuses a widening)."""
+    return Scope.public() if cursor.public else Scope.channels([channel_id])
+
+
+def _first_ts(info: DocumentInfo) -> str:
+    return info.path.rsplit("/", 1)[-1]
+
+
+def _after(ts: str, seconds: float = 0.0) -> str:
+    """The ts ``seconds`` (and one microsecond) after ``ts``, exactly: Slack's ``latest`` excludes itself.
+
+    >>> _after("1700000000.000100"), _after("1700000000.999999", 1800)
+    ('1700000000.000101', '1700001801.000000')
+    """
+    whole, micros = ts_order(ts)
+    total = whole * 1_000_000 + micros + round(seconds * 1_000_000) + 1
+    return f"{total // 1_000_000}.{total % 1_000_000:06d}"
+
+
+def _merge(into: SlackIngestReport, report: SlackIngestReport) -> None:
+    into.channels += report.channels
+    into.failed += report.failed
+    into.threads += report.threads
+    into.messages += report.messages
+    into.seconds += report.seconds
+    d, r = into.documents, report.documents
+    for name in ("added", "updated", "rescoped", "unchanged", "removed", "chunks_written", "chunks_embedded"):
+        setattr(d, name, getattr(d, name) + getattr(r, name))
+    d.failed += r.failed
+
+
+def build_slack_sync(services: Services, client: WebClient, me: Identity, *,
+                     conversations: ConversationKinds | None = None) -> SlackSync:
+    """The sync with everything it needs, from the composition root's services (the bot and the
+    scheduler's job build it alike; ``ingest-slack`` reads with the same options)."""
+    settings = services.settings
+    options = SyncOptions(
+        documents=DocumentOptions(chunking=services.chunking, window_s=settings.slack_window_minutes * 60),
+        lookback_s=settings.slack_lookback_days * 86_400, page_size=settings.slack_page_size)
+    history = SlackIngest(client=client, me=me, ingestor=services.ingestor, sync_state=SyncState(services.database),
+                          options=options)
+    return SlackSync(history=history, keep_archived=settings.slack_keep_archived, conversations=conversations)

@@ -1,0 +1,247 @@
+"""Keeping listed channels current: message events applied one by one, and the scheduled catch-up
+after downtime, against the fake Slack Web API through a real WebClient (cursor table on SQLite and
+PostgreSQL; the PostgreSQL runs are skipped, with the reason, when no server is reachable).
+
+The embedding model is the hashing stand-in: these tests are about what lands in the index.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+
+import bot.jobs
+from bot.app import build_services, slack_client
+from bot.config import load_settings
+from bot.jobs import job_specs, sync_slack_history
+from bot.slack_history.reader import who_am_i
+from bot.slack_history.sync import build_slack_sync
+from bot.slack_history.sync_state import SyncState
+from tests.fakes import slack_requests as sr
+from tests.fakes.slack_api import FakeSlackAPI
+
+TOKEN = "xoxb-1234567890-0987654321-Zr4nd0mT0k3n"
+MINUTE = 60.0
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def slack():
+    with FakeSlackAPI(bot_token=TOKEN) as fake:
+        fake.add_channel("C0ENG", name="eng")
+        yield fake
+
+
+@pytest.fixture
+def env(slack, tmp_path, monkeypatch, database_url, hashing_embedder):
+    """Settings in the environment, as the scheduler's job reads them; services share the embedder."""
+    monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LOREBOT_DATABASE_URL", database_url)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("SLACK_API_URL", slack.url)
+    monkeypatch.setenv("LOREBOT_ANSWER_UNIT_VECTORS", "false")
+    monkeypatch.setattr(bot.jobs, "build_services", partial(build_services, embedder=hashing_embedder))
+    return monkeypatch
+
+
+@pytest.fixture
+def lorebot(env, hashing_embedder):
+    """The sync as the bot builds it, on services of the environment's settings."""
+    services = build_services(load_settings(), embedder=hashing_embedder)
+    settings = services.settings
+    client = slack_client(settings, TOKEN)
+    sync = build_slack_sync(services, client, who_am_i(client, settings.slack_api_url))
+    yield sync
+    services.close()
+
+
+def indexed(sync) -> str:
+    """Every chunk's text, read by a fresh store (the job writes from services of its own)."""
+    services = build_services(load_settings(), embedder=sync.history.ingestor.embedder)
+    try:
+        store = services.store
+        return "\n".join(c.text for d in store.list_documents() for c in store.chunks_of(d.doc_id))
+    finally:
+        services.close()
+
+
+def documents(sync) -> list:
+    services = build_services(load_settings(), embedder=sync.history.ingestor.embedder)
+    try:
+        return services.store.list_documents()
+    finally:
+        services.close()
+
+
+def doc_count(sync) -> int:
+    return len(documents(sync))
+
+
+def at(base: float, minutes: float) -> str:
+    return f"{base + minutes * MINUTE:.6f}"
+
+
+BASE = 1_760_000_000.0
+OLD = 1_690_000_000.0  # before the fake Slack's own clock (1_700_000_000) less the look-back
+
+
+def test_a_message_event_rewrites_only_its_thread_or_group(slack, lorebot) -> None:
+    parent = slack.add_message("C0ENG", user="U0ANA", text="How do we rotate certificates?", ts=at(BASE, 0))
+    slack.add_message("C0ENG", user="U0BEN", text="Run rotate-certs on Fridays", thread_ts=parent, ts=at(BASE, 1))
+    slack.add_message("C0ENG", user="U0CAT", text="Standup moves to 10:30", ts=at(BASE, 100))
+    lorebot.history.run(["C0ENG"])
+    assert doc_count(lorebot) == 2
+
+    reply = slack.add_message("C0ENG", user="U0DAN", text="And verify with check-certs", thread_ts=parent,
+                              ts=at(BASE, 101))
+    assert lorebot.on_message(sr.message("And verify with check-certs", channel="C0ENG", user="U0DAN", ts=reply,
+                                         thread_ts=parent)) == "thread with 2 replies written"
+    slack.edit_message("C0ENG", at(BASE, 100), "Standup moves to 11:00")
+    lorebot.on_message(sr.message_changed("Standup moves to 11:00", channel="C0ENG", ts=at(BASE, 100),
+                                          user="U0CAT", previous_text="Standup moves to 10:30"))
+    text = indexed(lorebot)
+    assert "verify with check-certs" in text and "11:00" in text and "10:30" not in text
+    assert doc_count(lorebot) == 2
+
+
+def test_a_deleted_message_that_joined_two_conversations_splits_them_and_a_new_one_joins_them(
+        slack, lorebot) -> None:
+    first = slack.add_message("C0ENG", user="U0ANA", text="Offsite: we book the venue", ts=at(BASE, 0))
+    middle = slack.add_message("C0ENG", user="U0BEN", text="Offsite: catering is sorted", ts=at(BASE, 20))
+    slack.add_message("C0ENG", user="U0CAT", text="Offsite: buses leave at nine", ts=at(BASE, 40))
+    lorebot.history.run(["C0ENG"])
+    assert doc_count(lorebot) == 1  # 20-minute gaps: one conversation (window 30)
+
+    slack.delete_message("C0ENG", middle)
+    lorebot.on_message(sr.message_deleted(channel="C0ENG", ts=middle, user="U0BEN", previous_text="catering"))
+    assert doc_count(lorebot) == 2 and "catering" not in indexed(lorebot)
+
+    bridge = slack.add_message("C0ENG", user="U0DAN", text="Offsite: bring a jacket", ts=at(BASE, 25))
+    lorebot.on_message(sr.message("Offsite: bring a jacket", channel="C0ENG", user="U0DAN", ts=bridge))
+    assert doc_count(lorebot) == 1 and "jacket" in indexed(lorebot)
+
+    slack.delete_message("C0ENG", first)  # the message the document is keyed by
+    lorebot.on_message(sr.message_deleted(channel="C0ENG", ts=first, user="U0ANA"))
+    text = indexed(lorebot)
+    assert doc_count(lorebot) == 1 and "venue" not in text and "jacket" in text
+
+
+def test_a_deleted_parent_keeps_its_replies_and_a_thread_with_nothing_left_is_removed(slack, lorebot) -> None:
+    parent = slack.add_message("C0ENG", user="U0ANA", text="Where is the VPN config?", ts=at(BASE, 0))
+    reply = slack.add_message("C0ENG", user="U0BEN", text="In the ops vault", thread_ts=parent, ts=at(BASE, 1))
+    lorebot.history.run(["C0ENG"])
+
+    slack.delete_message("C0ENG", parent)  # a tombstone stays: the thread survives
+    lorebot.on_message(sr.message_deleted(channel="C0ENG", ts=parent, thread_ts=parent, user="U0ANA"))
+    assert "VPN config" not in indexed(lorebot) and "ops vault" in indexed(lorebot)
+
+    slack.delete_message("C0ENG", reply)
+    lorebot.on_message(sr.message_deleted(channel="C0ENG", ts=reply, thread_ts=parent, user="U0BEN"))
+    assert doc_count(lorebot) == 0
+
+
+def test_events_of_unlisted_channels_bots_and_questions_to_lorebot_change_nothing(slack, lorebot) -> None:
+    slack.add_message("C0ENG", user="U0ANA", text="Deploys freeze on Fridays", ts=at(BASE, 0))
+    lorebot.history.run(["C0ENG"])
+    slack.reset_calls()
+
+    other = slack.add_message("C0OTHER", user="U0ANA", text="Unlisted secret plan")
+    assert lorebot.on_message(sr.message("Unlisted secret plan", channel="C0OTHER", user="U0ANA", ts=other)) \
+        == "channel not listed"
+    assert lorebot.on_message(sr.message("build ok", channel="C0ENG", user=None, bot_id="B0CI",
+                                         subtype="bot_message")) == "nothing to index"
+    assert lorebot.on_message(sr.message("<@U0LOREBOT> when do deploys freeze?", channel="C0ENG")) \
+        == "nothing to index"
+    assert lorebot.on_message(sr.message_changed("Quoted: …", channel="C0ENG", user="U0LOREBOT")) \
+        == "nothing to index"
+    assert [c.method for c in slack.calls()] == []
+    assert "Unlisted" not in indexed(lorebot)
+
+
+def test_the_catch_up_after_downtime_finds_new_edited_and_deleted_messages(slack, lorebot) -> None:
+    parent = slack.add_message("C0ENG", user="U0ANA", text="Which port does the cache use?")
+    old_reply = slack.add_message("C0ENG", user="U0BEN", text="Port 6379 by default", thread_ts=parent)
+    gone_reply = slack.add_message("C0ENG", user="U0CAT", text="Ask Dana for the password", thread_ts=parent)
+    slack.add_message("C0ENG", user="U0CAT", text="Lunch is at noon")  # new messages' ts are later
+    lonely = slack.add_message("C0ENG", user="U0DAN", text="The printer is broken", ts=at(OLD, 0))
+    lorebot.history.run(["C0ENG"])
+    assert "Ask Dana" in indexed(lorebot)
+
+    # The bot is down: no events arrive for any of these.
+    slack.edit_message("C0ENG", old_reply, "Port 6380 since the migration")
+    slack.delete_message("C0ENG", gone_reply)
+    slack.delete_message("C0ENG", lonely)
+    slack.add_message("C0ENG", user="U0ANA", text="The new office opens in May")
+    slack.add_message("C0ENG", user="U0ANA", text="Old news, edited", ts=at(OLD, 100))
+
+    outcome = sync_slack_history()
+
+    assert outcome.outcome == "ok", outcome.detail
+    text = indexed(lorebot)
+    assert "6380" in text and "6379" not in text and "Ask Dana" not in text
+    assert "office opens in May" in text
+    # Older than the look-back (14 days before the cursor): not re-read, as documented.
+    assert "printer" in text and "Old news" not in text
+
+
+def test_the_catch_up_narrows_a_channel_made_private_and_removes_archived_and_deleted_ones(
+        slack, lorebot, env) -> None:
+    for channel in ("C0ALL", "C0OLD", "C0GONE"):
+        slack.add_channel(channel, name=channel.lower())
+        slack.add_message(channel, user="U0ANA", text=f"Facts of {channel}")
+    lorebot.history.run(["C0ALL", "C0OLD", "C0GONE"], public=True)
+    assert {str(d.scope) for d in lorebot.history.ingestor.store.list_documents()} == {"public"}
+
+    slack.add_channel("C0ALL", name="all", is_private=True)
+    slack.add_channel("C0OLD", name="old", is_archived=True)
+    slack.delete_channel("C0GONE")
+    outcome = sync_slack_history()
+
+    assert outcome.outcome == "ok", outcome.detail
+    assert "C0ALL" in outcome.detail and "C0OLD" in outcome.detail
+    docs = documents(lorebot)
+    assert [(str(d.scope), d.title.split(" ")[0]) for d in docs] == [("C0ALL", "#all")]
+    state = lorebot.history.sync_state
+    assert [(c.channel_id, c.public) for c in state.channels()] == [("C0ALL", False)]
+
+
+def test_with_keep_archived_the_documents_stay_scoped(slack, env, hashing_embedder) -> None:
+    env.setenv("LOREBOT_SLACK_KEEP_ARCHIVED", "true")
+    services = build_services(load_settings(), embedder=hashing_embedder)
+    try:
+        client = slack_client(services.settings, TOKEN)
+        sync = build_slack_sync(services, client, who_am_i(client, services.settings.slack_api_url))
+        slack.add_message("C0ENG", user="U0ANA", text="Runbook lives in the wiki")
+        sync.history.run(["C0ENG"])
+        slack.add_channel("C0ENG", name="eng", is_archived=True)
+        assert sync_slack_history().outcome == "ok"
+        assert [str(d.scope) for d in documents(sync)] == ["C0ENG"]
+        sync.gone("C0ENG", deleted=True)
+        assert [str(d.scope) for d in documents(sync)] == ["C0ENG"]
+        assert sync.history.sync_state.channels() == []
+    finally:
+        services.close()
+
+
+def test_the_job_is_scheduled_and_skips_when_nothing_is_listed(env) -> None:
+    env.setenv("LOREBOT_SLACK_SYNC_MINUTES", "10")
+    [spec] = [s for s in job_specs(load_settings()) if s.id == "slack-sync"]
+    assert spec.func_ref == "bot.jobs:sync_slack_history" and spec.schedule == {"minutes": 10} and spec.exclusive
+    outcome = sync_slack_history()
+    assert outcome.outcome == "skipped" and "ingest-slack" in outcome.detail
+
+
+def test_a_cursor_keeps_the_scope_it_was_listed_with(open_database) -> None:
+    state = SyncState(open_database())
+    state.advance("C0ALL", "1772619300.000100", public=True)
+    state.advance("C0ALL", "1772619300.000200")  # a later sync that does not say keeps it
+    assert state.cursor("C0ALL").public is True
+    state.set_public("C0ALL", False)
+    assert state.cursor("C0ALL").public is False
+    assert state.forget("C0ALL") and state.channels() == []
