@@ -30,6 +30,7 @@ bench: install
 	$(BIN)/python benchmarks/ingest_throughput.py
 	$(BIN)/python benchmarks/ask_memory.py
 	$(BIN)/python benchmarks/slack_mentions.py
+	$(BIN)/python benchmarks/slack_history.py
 	$(BIN)/python benchmarks/first_token.py
 	$(BIN)/python benchmarks/lora_training.py
 

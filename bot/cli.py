@@ -243,22 +243,53 @@ def documents(
     channel: Annotated[Optional[str], typer.Option("--channel", "-c", help="Only what this conversation may see.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the documents in the index (those a channel may draw on, with --channel)."""
+    """List the documents in the index (those a channel may draw on, with --channel).
+
+    Slack history shows its channel, day, authors (by name, where SLACK_BOT_TOKEN may call
+    users.info) and permalink."""
+    from bot.slack_sources import listed_slack_source
+
     with _services(reading=True) as services:
         access = filter_for(Audience.for_conversation(channel)) if channel is not None else None
         docs = services.store.list_documents(access)
+        slack = {d.doc_id: listed_slack_source(d, services.store) for d in docs}
+        names = _people(services) if any(slack.values()) else None
+        rows = [_document_row(d, slack[d.doc_id], names) for d in docs]
     if as_json:
-        print(json.dumps({"documents": [
-            {"doc_id": d.doc_id, "title": d.title, "source": d.source, "scope": d.scope.as_list(), "chunks": d.chunks}
-            for d in docs
-        ]}))
+        print(json.dumps({"documents": rows}))
         return
     table = Table()
     for column in ("title", "source", "scope", "chunks"):
         table.add_column(column, overflow="fold")
-    for d in docs:
-        table.add_row(escape(d.title), escape(d.source), escape(str(d.scope)), str(d.chunks))
+    for d, row in zip(docs, rows):
+        title = d.title
+        if "slack" in row:
+            s = row["slack"]
+            title = f"#{s['channel']} · {s['date']} · {', '.join(a['name'] for a in s['authors'])}\n{title}"
+        table.add_row(escape(title), escape(d.source), escape(str(d.scope)), str(d.chunks))
     out.print(table if docs else "The index holds no documents visible here.")
+
+
+def _document_row(d, slack, names) -> dict:
+    from bot.rendering import clean_name
+
+    row = {"doc_id": d.doc_id, "title": d.title, "source": d.source, "scope": d.scope.as_list(), "chunks": d.chunks}
+    if slack is not None:
+        row["slack"] = {"channel_id": slack.channel_id, "channel": slack.channel_name, "date": slack.date,
+                        "permalink": slack.permalink,
+                        "authors": [{"id": a, "name": (clean_name(names(a)) if names else "") or a}
+                                    for a in slack.authors]}
+    return row
+
+
+def _people(services: Services):
+    """Names for Slack authors where the bot token is set (users.info, scope users:read), else bare IDs.
+    A quick client: a refused or unreachable Slack shows IDs rather than holding the listing."""
+    from bot.app import conversation_lookup_client
+    from bot.people import People
+
+    token = services.settings.slack_bot_token
+    return People(conversation_lookup_client(services.settings, token) if token else None)
 
 
 @app.command()

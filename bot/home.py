@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from bot.rendering import clip, one_line, section
+from bot.people import Names, bare_ids
+from bot.rendering import clip, one_line, section, slack_source_line
+from bot.slack_sources import SlackSource, listed_slack_source
 from bot.slash import HELP
-from knowledge.stores.base import DocumentInfo
+from knowledge.stores.base import DocumentInfo, VectorStore
 from training.feedback import FeedbackStats
 from training.jobs_log import JobRun
 
@@ -18,6 +21,20 @@ class HomeFacts:
     generator: str
     adapter: str | None
     jobs: dict[str, JobRun] | None = None  # the scheduled jobs' latest runs; None when unreadable
+    # Public Slack documents shown with their authors (``public_slack_sources``), by doc_id, and
+    # the names to show them by (bot.people.People); a Slack document missing here shows no authors.
+    slack_sources: Mapping[str, SlackSource] = field(default_factory=dict)
+    names: Names | None = None
+
+
+MAX_LISTED_PUBLIC = 20
+
+
+def public_slack_sources(store: VectorStore, documents: list[DocumentInfo]) -> dict[str, SlackSource]:
+    """The Slack documents among those the Home tab lists (public ones only), with their authors."""
+    shown = [d for d in documents if d.scope.is_public][:MAX_LISTED_PUBLIC]
+    sources = {d.doc_id: listed_slack_source(d, store) for d in shown}
+    return {doc_id: source for doc_id, source in sources.items() if source is not None}
 
 
 def home_view(facts: HomeFacts) -> dict:
@@ -31,8 +48,8 @@ def home_view(facts: HomeFacts) -> dict:
     knowledge = f"*What I know:* {len(facts.documents)} document{'s' if len(facts.documents) != 1 else ''}"
     knowledge += f" — {len(public)} for everyone, {restricted} for specific channels only."
     if public:
-        titles = ", ".join(one_line(d.title) for d in public[:20])
-        knowledge += f"\nFor everyone: {titles}" + (" …" if len(public) > 20 else "")
+        titles = ", ".join(_title(d, facts) for d in public[:MAX_LISTED_PUBLIC])
+        knowledge += f"\nFor everyone: {titles}" + (" …" if len(public) > MAX_LISTED_PUBLIC else "")
     if facts.stats is None:
         feedback = "*Feedback:* not available right now."
     else:
@@ -55,6 +72,14 @@ def home_view(facts: HomeFacts) -> dict:
         section(_schedule(facts.jobs)),
     ]
     return {"type": "home", "blocks": blocks}
+
+
+def _title(document: DocumentInfo, facts: HomeFacts) -> str:
+    """A public document's title; a Slack one as its channel, day, authors and permalink."""
+    slack = facts.slack_sources.get(document.doc_id) or listed_slack_source(document, None)
+    if slack is None:
+        return one_line(document.title)
+    return slack_source_line(slack, facts.names or bare_ids, title=document.title)
 
 
 def _schedule(jobs: dict[str, JobRun] | None) -> str:

@@ -17,6 +17,14 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from bot.answering import Answer, Citation, shorten
+from bot.people import Names, bare_ids
+from bot.slack_sources import (
+    SlackSource,
+    author_names,
+    cited_slack_source,
+    excerpt,
+    with_names,
+)
 
 MAX_SECTION_CHARS = 3_000
 MAX_BLOCKS = 50
@@ -194,20 +202,23 @@ class SlackMessage:
 
 
 def answer_messages(
-    answer: Answer, *, interaction_id: str, shareable: bool = False, heading: str | None = None
+    answer: Answer, *, interaction_id: str, shareable: bool = False, heading: str | None = None,
+    names: Names | None = None,
 ) -> list[SlackMessage]:
     """The answer as one or more thread messages, each inside Slack's limits; sources and the
     feedback buttons (their value is the interaction ID) come with the last one.
 
     ``shareable`` adds a "Share in channel" button (an answer only its asker sees);
-    ``heading`` is mrkdwn shown above the answer (who asked what, once shared).
+    ``heading`` is mrkdwn shown above the answer (who asked what, once shared);
+    ``names`` turns a Slack source's authors' user IDs into names (``bot.people.People``;
+    without it they show as bare IDs, never as mentions).
     """
     body = [section(piece) for piece in split_text(to_mrkdwn(answer.text), MAX_SECTION_CHARS)]
     if answer.note:
         body.insert(0, {"type": "context", "elements": [{"type": "mrkdwn", "text": f"_{escape(answer.note)}_"}]})
     if heading:
         body.insert(0, section(clip(heading, MAX_SECTION_CHARS)))
-    tail = _sources(answer) + [_buttons(interaction_id, shareable=shareable)]
+    tail = _sources(answer, names or bare_ids) + [_buttons(interaction_id, shareable=shareable)]
     messages: list[list[dict]] = [[]]
     for block in body + tail:
         current = messages[-1]
@@ -246,20 +257,53 @@ def section(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
-def _sources(answer: Answer) -> list[dict]:
+def _sources(answer: Answer, names: Names) -> list[dict]:
+    texts = {p.chunk_id: p.text for p in answer.passages}
     if answer.citations:
         return [{"type": "divider"}, section("*Sources*"),
-                *(_source(f"*[{c.n}]* ", c) for c in answer.citations)]
+                *(_source(f"*[{c.n}]* ", c, texts, names) for c in answer.citations)]
     if answer.consulted:
         # The model cited nothing: show what it was given, without claiming any of it backs the answer.
         return [{"type": "divider"}, section("*Sources consulted* (the answer cites none of them)"),
-                *(_source("• ", c) for c in answer.consulted)]
+                *(_source("• ", c, texts, names) for c in answer.consulted)]
     return []
 
 
-def _source(label: str, c: Citation) -> dict:
-    return section(clip(f"{label}{source_line(c.title, c.source)}\n> {quoted(shorten(c.snippet, SOURCE_QUOTE_CHARS))}",
-                        MAX_SECTION_CHARS))
+def _source(label: str, c: Citation, texts: dict[str, str], names: Names) -> dict:
+    # The authors of what was cited: the passage's messages (the snippet alone where it is all there is).
+    slack = cited_slack_source(doc_id=c.doc_id, title=c.title, source=c.source,
+                               text=texts.get(c.chunk_id) or c.snippet)
+    if slack is None:
+        line, snippet = source_line(c.title, c.source), c.snippet
+    else:
+        line, snippet = slack_source_line(slack, names), with_names(c.snippet, lambda u: clean_name(names(u)))
+    return section(clip(f"{label}{line}\n> {quoted(shorten(snippet, SOURCE_QUOTE_CHARS))}", MAX_SECTION_CHARS))
+
+
+def slack_source_line(source: SlackSource, names: Names, *, title: str | None = None) -> str:
+    """A Slack source as mrkdwn: its permalink labelled with the channel and the day, then its
+    authors by name (plain text: nobody is mentioned), then the title's excerpt when ``title`` is given.
+
+    >>> s = SlackSource("C0ENG", "eng", "1772619300.000100", ("U0ANA", "U0BEN"), "https://acme.slack.com/archives/C0ENG/p1772619300000100")
+    >>> slack_source_line(s, {"U0ANA": "Ana <3", "U0BEN": "@here"}.get, title="#eng · 2026-03-04 · Freeze?")
+    '<https://acme.slack.com/archives/C0ENG/p1772619300000100|#eng · 2026-03-04> · Ana &lt;3, @\\u2060here: Freeze?'
+    """
+    label = f"#{one_line(source.channel_name, 80)} · {source.date}"
+    url = source_link(source.permalink)
+    line = f"<{url}|{label}>" if url else f"{label} ({one_line(source.permalink, MAX_LINK_CHARS)})"
+    if source.authors:
+        line += " · " + escape(author_names(source, lambda u: clean_name(names(u)) or u))
+    more = excerpt(title or "")
+    return f"{line}: {one_line(more)}" if more else line
+
+
+def clean_name(name: str | None) -> str:
+    """A person's name as one short line (it sits inside a source line or a quote).
+
+    >>> clean_name(" Ana\\n  Lopez\\x00 ")
+    'Ana Lopez'
+    """
+    return shorten(_CONTROLS.sub("", name or ""), 80)
 
 
 def source_line(title: str, source: str) -> str:

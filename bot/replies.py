@@ -20,6 +20,7 @@ from bot.apologies import apology_for
 from bot.conversations import ConversationKinds, start_lookup
 from bot.generation import Turn
 from bot.metrics import Metrics
+from bot.people import Names
 from bot.rendering import MAX_SECTION_CHARS, SlackMessage, answer_messages, split_text, stream_markdown, to_mrkdwn
 from bot.slack_text import plain_text
 from bot.threads import read_thread, standalone_question
@@ -73,6 +74,8 @@ class ReplyDeps:
     bot_id: str | None = None
     # Where questions are asked (public channel, DM…), recorded for the training rules; None: unknown.
     conversations: ConversationKinds | None = None
+    # Slack sources' authors by name (bot.people.People); None shows their user IDs as plain text.
+    names: Names | None = None
 
 
 def begin_reply(ask: Ask, deps: ReplyDeps) -> ThreadProgress:
@@ -101,7 +104,7 @@ def answer_in_thread(ask: Ask, deps: ReplyDeps, progress: ThreadProgress | None 
             kind = conversation_kind()
         interaction = interaction_for(ask, words, answer, conversation_kind=kind)
         record_interaction(deps.feedback, interaction)
-        posted = progress.deliver(answer_messages(answer, interaction_id=interaction.interaction_id))
+        posted = progress.deliver(answer_messages(answer, interaction_id=interaction.interaction_id, names=deps.names))
     except Exception as e:
         log.error("answering %s in %s failed", ask.ts, ask.channel_id, exc_info=True)
         deps.metrics.answer_failed(ask.surface)

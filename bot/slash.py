@@ -15,9 +15,26 @@ from bot.answering import Answer, AnswerDeps, Citation, answer_question
 from bot.apologies import apology_for
 from bot.conversations import ConversationKinds, start_lookup
 from bot.metrics import Metrics
-from bot.rendering import SlackMessage, answer_messages, escape, one_line, section, source_link, split_text
-from bot.replies import Ask, interaction_for, link_messages, record_interaction, report_answer
+from bot.people import Names, People, bare_ids
+from bot.rendering import (
+    SlackMessage,
+    answer_messages,
+    escape,
+    one_line,
+    section,
+    slack_source_line,
+    source_link,
+    split_text,
+)
+from bot.replies import (
+    Ask,
+    interaction_for,
+    link_messages,
+    record_interaction,
+    report_answer,
+)
 from bot.slack_retries import slack_retry_handlers
+from bot.slack_sources import listed_slack_source
 from bot.slack_text import plain_text
 from knowledge.access import Audience, filter_for
 from knowledge.stores.base import VectorStore
@@ -64,6 +81,11 @@ class SlashDeps:
     store: VectorStore
     metrics: Metrics
     conversations: ConversationKinds | None = None  # the kind of conversation asked in, for training
+    names: Names | None = None  # Slack sources' authors by name; by default People(client)
+
+    def __post_init__(self) -> None:
+        if self.names is None:
+            self.names = People(self.client)
 
 
 def run_command(command: Command, deps: SlashDeps) -> None:
@@ -74,7 +96,7 @@ def run_command(command: Command, deps: SlashDeps) -> None:
         if words.lower() in _HELP_WORDS:
             reply.send([SlackMessage(text="How to use lorebot", blocks=[section(HELP)])])
         elif words.lower() == "sources":
-            reply.send(sources_messages(deps.store, command.channel_id))
+            reply.send(sources_messages(deps.store, command.channel_id, names=deps.names))
         else:
             _answer(command, words, deps, reply)
     except Exception as e:
@@ -93,24 +115,29 @@ def _answer(command: Command, words: str, deps: SlashDeps, reply: ResponseUrl) -
                                   conversation_kind=conversation_kind())
     record_interaction(deps.feedback, interaction)
     sending = time.monotonic()
-    reply.send(answer_messages(answer, interaction_id=interaction.interaction_id, shareable=True),
-               replace_original=True)
+    reply.send(answer_messages(answer, interaction_id=interaction.interaction_id, shareable=True,
+                               names=deps.names), replace_original=True)
     report_answer(deps.metrics, answer, surface="slash", channel_id=command.channel_id,
                   slack_s=time.monotonic() - sending, total_s=time.monotonic() - command.received_at)
 
 
-def sources_messages(store: VectorStore, channel_id: str) -> list[SlackMessage]:
-    """The documents a conversation may draw on, as one message (a long list is cut, with a count)."""
-    return documents_messages(store.list_documents(filter_for(Audience.for_conversation(channel_id))))
+def sources_messages(store: VectorStore, channel_id: str, *, names: Names | None = None) -> list[SlackMessage]:
+    """The documents a conversation may draw on, as one message (a long list is cut, with a count).
+    Slack sources show their channel, day, authors and permalink: all of it from documents this
+    conversation may see, so nothing about another channel's threads."""
+    documents = store.list_documents(filter_for(Audience.for_conversation(channel_id)))
+    return documents_messages(documents, store=store, names=names)
 
 
-def documents_messages(documents: list[DocumentInfo]) -> list[SlackMessage]:
-    """Documents (already only those the conversation may see) listed as one message."""
+def documents_messages(documents: list[DocumentInfo], *, store: VectorStore | None = None,
+                       names: Names | None = None) -> list[SlackMessage]:
+    """Documents (already only those the conversation may see) listed as one message; ``store``
+    gives Slack sources their authors (shown by ``names``)."""
     if not documents:
         return [SlackMessage(text="No documents yet", blocks=[section(
             "No documents are visible to this conversation yet. Whoever runs lorebot can add some with "
             "`lorebot ingest PATH --channel &lt;this channel's ID&gt;` (or `--public`).")])]
-    lines = [_document_line(d.title, d.source, public=d.scope.is_public) for d in documents[:MAX_LISTED_DOCUMENTS]]
+    lines = [_document_line(d, store, names or bare_ids) for d in documents[:MAX_LISTED_DOCUMENTS]]
     if len(documents) > MAX_LISTED_DOCUMENTS:
         lines.append(f"…and {len(documents) - MAX_LISTED_DOCUMENTS} more.")
     heading = f"*{len(documents)} document{'s' if len(documents) != 1 else ''} this conversation may draw on:*"
@@ -118,12 +145,16 @@ def documents_messages(documents: list[DocumentInfo]) -> list[SlackMessage]:
     return [SlackMessage(text=heading.strip("*"), blocks=blocks)]
 
 
-def _document_line(title: str, source: str, *, public: bool) -> str:
-    # Titles and sources come from file names and URLs: source_link lets only a clean http(s) URL be a link.
-    url = source_link(source)
-    label = one_line(title) or "(untitled)"
-    name = f"<{url}|{label}>" if url else label
-    return f"• {name}{'' if public else '  _(this channel only)_'}"
+def _document_line(document: DocumentInfo, store: VectorStore | None, names: Names) -> str:
+    slack = listed_slack_source(document, store)
+    if slack is not None:
+        name = slack_source_line(slack, names, title=document.title)
+    else:
+        # Titles and sources come from file names and URLs: source_link lets only a clean http(s) URL be a link.
+        url = source_link(document.source)
+        label = one_line(document.title) or "(untitled)"
+        name = f"<{url}|{label}>" if url else label
+    return f"• {name}{'' if document.scope.is_public else '  _(this channel only)_'}"
 
 
 def share_answer(*, interaction_id: str, user_id: str, channel_id: str, response_url: str | None,
@@ -138,7 +169,8 @@ def share_answer(*, interaction_id: str, user_id: str, channel_id: str, response
             return
         asker = f"<@{interaction.user_id}>" if _USER_ID.fullmatch(interaction.user_id) else "Someone"
         heading = f"{asker} asked: {escape(interaction.asked)}"
-        messages = answer_messages(answer_from(interaction), interaction_id=interaction_id, heading=heading)
+        messages = answer_messages(answer_from(interaction), interaction_id=interaction_id, heading=heading,
+                                   names=deps.names)
         posted = _post_in_channel(deps.client, channel_id, messages, reply)
         link_messages(deps.feedback, interaction_id, channel_id=channel_id, posted=posted)
         reply.send_quietly("Shared in the channel.", replace_original=True)
