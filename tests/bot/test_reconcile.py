@@ -255,7 +255,7 @@ def test_the_scheduled_job_reconciles_with_the_configured_slack_and_database(sla
     engine.dispose()
 
 
-def test_the_scheduler_runs_the_four_jobs_as_configured(tmp_path):
+def test_the_scheduler_runs_the_five_jobs_as_configured(tmp_path):
     from bot.config import load_settings
     from bot.jobs import job_specs
     from training.schedule import build_scheduler, ensure_jobs
@@ -269,10 +269,12 @@ def test_the_scheduler_runs_the_four_jobs_as_configured(tmp_path):
     finally:
         scheduler.shutdown()
 
-    assert set(jobs) == {"reconcile", "export", "train", "reingest"}
+    assert set(jobs) == {"reconcile", "export", "train", "reingest", "slack-sync"}
     assert {job.executor for job in jobs.values()} == {"exclusive"}
     assert jobs["reconcile"].trigger.interval == timedelta(minutes=15)
     assert jobs["reingest"].trigger.interval == timedelta(hours=1)
+    assert jobs["slack-sync"].trigger.interval == timedelta(minutes=30)
+    assert jobs["slack-sync"].func_ref == "bot.jobs:sync_slack_history"
     export, train = jobs["export"].next_run_time, jobs["train"].next_run_time
     assert (export.hour, export.minute) == (2, 0) and export - datetime.now(timezone.utc) <= timedelta(days=1)
     assert (train.weekday(), train.hour, train.minute) == (5, 4, 30)
