@@ -172,20 +172,14 @@ def _slack_ingest(services: Services):
     """The history reader for ``ingest-slack``: the bot token, Slack's client as the bot builds it
     (SLACK_API_URL, retries that wait out Retry-After), the index and the cursors."""
     from bot.app import slack_client
-    from bot.slack_history.documents import DocumentOptions
-    from bot.slack_history.ingest import SlackIngest, SyncOptions
+    from bot.slack_history.ingest import build_slack_ingest
     from bot.slack_history.reader import who_am_i
-    from bot.slack_history.sync_state import SyncState
 
     settings = services.settings
     if not settings.slack_bot_token:
         raise ConfigurationError("SLACK_BOT_TOKEN is not set: ingest-slack reads channels with the bot's token (xoxb-…)")
     client = slack_client(settings, settings.slack_bot_token)
-    options = SyncOptions(
-        documents=DocumentOptions(chunking=services.chunking, window_s=settings.slack_window_minutes * 60),
-        lookback_s=settings.slack_lookback_days * 86_400, page_size=settings.slack_page_size)
-    return SlackIngest(client=client, me=who_am_i(client, settings.slack_api_url), ingestor=services.ingestor,
-                       sync_state=SyncState(services.database), options=options)
+    return build_slack_ingest(services, client, who_am_i(client, settings.slack_api_url))
 
 
 @app.command()

@@ -162,9 +162,13 @@ def register_history_listeners(app: App, deps: BotDeps) -> None:
 
 def sync_history_later(deps: BotDeps, event: dict) -> None:
     """Queue the index update a message event makes (a listed channel's new, edited or deleted
-    message) for a worker; events that change nothing indexed are dropped here."""
-    if deps.slack_sync is not None and message_change(event, deps.slack_sync.me) is not None:
-        deps.workers.submit(deps.slack_sync.on_message, event)
+    message) for a worker; events that change nothing indexed are dropped here. Never raises: the
+    listener answers after this."""
+    try:
+        if deps.slack_sync is not None and message_change(event, deps.slack_sync.me) is not None:
+            deps.workers.submit(deps.slack_sync.on_message, event)
+    except Exception:
+        log.error("could not queue the index update of a message event", exc_info=True)
 
 
 def forget_conversation(deps: BotDeps, event: dict) -> None:

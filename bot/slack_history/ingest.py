@@ -25,9 +25,10 @@ documents were written.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -48,6 +49,9 @@ from knowledge.access import Scope
 from knowledge.ingest import Ingestor, IngestReport
 from knowledge.types import Document, DocumentInfo
 from training.feedback import PRIVATE_CHANNEL, SHARED_CHANNEL
+
+if TYPE_CHECKING:
+    from bot.app import Services
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class _ChannelRead:
     messages: int = 0
     start: str | None = None  # history was read from here (None: all of it)
     parents: set[str] = field(default_factory=set)  # the ts of every thread parent in the history read
+    listed_public: bool | None = None  # the channel's cursor said public when the read began (None: not listed)
 
 
 @dataclass
@@ -117,17 +122,19 @@ class SlackIngest:
     options: SyncOptions
 
     def run(self, channel_ids: list[str], *, since: datetime | None = None, public: bool = False,
-            allow_widen: bool = False, progress: Callable[[int, int], None] | None = None) -> SlackIngestReport:
+            allow_widen: bool = False, progress: Callable[[int, int], None] | None = None,
+            channels: Mapping[str, Channel] | None = None) -> SlackIngestReport:
         """Read each channel and ingest what changed. Raises ``WideningRefused`` before any write
-        when a document would become visible to more conversations, unless ``allow_widen``."""
+        when a document would become visible to more conversations, unless ``allow_widen``.
+        ``channels``: what ``conversations.info`` just said of them (else it is asked here)."""
         started = time.perf_counter()
         report = SlackIngestReport()
         indexed = self._indexed_by_channel()
         reads: list[_ChannelRead] = []
         for done, channel_id in enumerate(channel_ids, start=1):
             try:
-                reads.append(self._read(channel_id, since=since, public=public,
-                                        indexed=indexed.get(channel_id, [])))
+                reads.append(self._read(channel_id, since=since, public=public, indexed=indexed.get(channel_id, []),
+                                        channel=(channels or {}).get(channel_id)))
             except ChannelUnreadable as e:
                 report.failed.append((channel_id, e.reason))
             except SlackApiError as e:  # e.g. the channel deleted mid-read, or rate limited past every retry
@@ -136,20 +143,24 @@ class SlackIngest:
                 report.failed.append((channel_id, f"could not reach Slack: {type(e).__name__}"))
             if progress:
                 progress(done, len(channel_ids))
-        documents = [doc for read in reads for doc in read.documents]
-        self.ingestor.ingest_documents(documents, report=report.documents, allow_widen=allow_widen)
-        report.documents.removed += self._remove(read.gone for read in reads)
-        self._advance(reads, report)
+        # Under the index's write lock, as a narrowing (SlackSync.narrow) is: checked, written and the
+        # cursors moved on as the channels are now, not as they were when the read began.
+        with self.ingestor.store.exclusive_writer():
+            reads = self._changed_meanwhile(reads, report)
+            documents = [doc for read in reads for doc in read.documents]
+            self.ingestor.ingest_documents(documents, report=report.documents, allow_widen=allow_widen)
+            report.documents.removed += self._remove(read.gone for read in reads)
+            self._advance(reads, report)
         report.seconds = time.perf_counter() - started
         return report
 
-    def _read(self, channel_id: str, *, since: datetime | None, public: bool,
-              indexed: list[DocumentInfo]) -> _ChannelRead:
-        channel = reader.open_channel(self.client, channel_id)
+    def _read(self, channel_id: str, *, since: datetime | None, public: bool, indexed: list[DocumentInfo],
+              channel: Channel | None = None) -> _ChannelRead:
+        cursor = self.sync_state.cursor(channel_id)
+        channel = channel or reader.open_channel(self.client, channel_id)
         if public and not channel.is_public:
             raise ChannelUnreadable(channel_id, _public_refusal(channel))
         scope = Scope.public() if public else Scope.channels([channel_id])
-        cursor = self.sync_state.cursor(channel_id)
         rescoping = any(info.scope != scope for info in indexed)
         if since is not None and not rescoping:
             read = self._read_from(channel, scope=scope, start=f"{since.timestamp():.6f}", changed_after=None)
@@ -160,8 +171,30 @@ class SlackIngest:
             changed_after = None if self.options.recheck_threads else cursor.newest_ts
             read = self._read_from(channel, scope=scope, start=f"{start:.6f}", changed_after=changed_after)
         read.public = public
+        read.listed_public = None if cursor is None else cursor.public
         read.gone += _vanished(read, indexed)
         return read
+
+    def _changed_meanwhile(self, reads: list[_ChannelRead], report: SlackIngestReport) -> list[_ChannelRead]:
+        """The reads still to write, as the channels are now: a channel archived or deleted while it
+        was read (no longer listed) is dropped, and one made private meanwhile (its cursor narrowed
+        by the channel event) is written for the channel alone. A read takes many Tier 3 calls:
+        minutes in which the bot may have narrowed it."""
+        kept = []
+        for read in reads:
+            if read.listed_public is None:
+                kept.append(read)
+                continue
+            now = self.sync_state.cursor(read.channel.id)
+            if now is None:
+                report.failed.append((read.channel.id, "archived, deleted or left while it was read: not written"))
+                continue
+            if read.public and read.listed_public and not now.public:
+                scope = Scope.channels([read.channel.id])
+                read.documents = [replace(doc, scope=scope) for doc in read.documents]
+                read.public = False
+            kept.append(read)
+        return kept
 
     def _read_from(self, channel: Channel, *, scope: Scope, start: str | None,
                    changed_after: str | None) -> _ChannelRead:
@@ -272,3 +305,14 @@ def _public_refusal(channel: Channel) -> str:
     else:
         what = "Slack did not say it is public"
     return f"--public refused: {what}; only a public channel of this workspace may be indexed for everyone"
+
+
+def build_slack_ingest(services: Services, client: WebClient, me: Identity) -> SlackIngest:
+    """The history reader on the composition root's services, with the settings' options
+    (``ingest-slack``, the bot's events and the scheduler's catch-up read alike)."""
+    settings = services.settings
+    options = SyncOptions(
+        documents=DocumentOptions(chunking=services.chunking, window_s=settings.slack_window_minutes * 60),
+        lookback_s=settings.slack_lookback_days * 86_400, page_size=settings.slack_page_size)
+    return SlackIngest(client=client, me=me, ingestor=services.ingestor, sync_state=SyncState(services.database),
+                       options=options)

@@ -83,6 +83,11 @@ def open_channel(client: WebClient, channel_id: str) -> Channel:
         info = client.conversations_info(channel=channel_id).get("channel") or {}
     except SlackApiError as e:
         raise ChannelUnreadable(channel_id, refusal(e)) from e
+    return readable_channel(channel_id, info)
+
+
+def readable_channel(channel_id: str, info: dict) -> Channel:
+    """:func:`open_channel` on what ``conversations.info`` already said (the catch-up asks once)."""
     kind = conversation_kind(info)
     if kind == DIRECT_MESSAGE:
         raise ChannelUnreadable(channel_id, "is a DM: only channels are indexed")

@@ -27,7 +27,6 @@ from bot.conversations import ConversationKinds, conversation_kind
 from bot.slack_history import reader
 from bot.slack_history.documents import (
     KNOWLEDGE_SUBTYPES,
-    DocumentOptions,
     group_documents,
     is_knowledge,
     slack_doc_id,
@@ -38,15 +37,15 @@ from bot.slack_history.documents import (
 from bot.slack_history.ingest import (
     SlackIngest,
     SlackIngestReport,
-    SyncOptions,
     _is_standalone,
     _is_thread_parent,
+    build_slack_ingest,
 )
 from bot.slack_history.reader import Channel, ChannelUnreadable, Identity
-from bot.slack_history.sync_state import Cursor, SyncState, ts_order
+from bot.slack_history.sync_state import Cursor, ts_order
 from knowledge.access import Scope
 from knowledge.errors import WideningRefused
-from knowledge.types import DocumentInfo
+from knowledge.types import Document, DocumentInfo
 from training.feedback import PUBLIC_CHANNEL
 
 if TYPE_CHECKING:
@@ -81,26 +80,34 @@ def message_change(event: dict, me: Identity) -> Change | None:
     Change(channel_id='C1', ts='3.0', thread_ts=None, new_reply=False)
     >>> message_change({"channel": "C1", "user": "U0BOT", "bot_id": "B0BOT", "ts": "4.0", "text": "[1]"}, me)
     """
-    channel_id, subtype = event.get("channel"), event.get("subtype")
-    if not channel_id:
-        return None
+    channel_id, subtype = _text(event.get("channel")), event.get("subtype")
+    if not channel_id or not (subtype is None or isinstance(subtype, str)):
+        return None  # the listener calls this before it answers: no event shape may make it raise
     if subtype == "message_changed":
-        message, previous = event.get("message") or {}, event.get("previous_message")
-        if _by_a_bot(message, me) or not message.get("ts"):
+        message, previous = _object(event.get("message")), event.get("previous_message")
+        if _by_a_bot(message, me) or not _text(message.get("ts")):
             return None
-        if previous is not None and previous.get("text") == message.get("text"):
+        if isinstance(previous, dict) and previous.get("text") == message.get("text"):
             return None
-        return Change(channel_id, message["ts"], message.get("thread_ts"))
+        return Change(channel_id, message["ts"], _text(message.get("thread_ts")))
     if subtype == "message_deleted":
-        previous = event.get("previous_message") or {}
-        ts = event.get("deleted_ts") or previous.get("ts")
+        previous = _object(event.get("previous_message"))
+        ts = _text(event.get("deleted_ts")) or _text(previous.get("ts"))
         if not ts or (previous and _by_a_bot(previous, me)):
             return None
-        return Change(channel_id, ts, previous.get("thread_ts"))
-    if subtype in KNOWLEDGE_SUBTYPES and event.get("ts") and is_knowledge(event, me):
-        thread_ts = event.get("thread_ts")
-        return Change(channel_id, event["ts"], thread_ts, new_reply=bool(thread_ts) and thread_ts != event["ts"])
+        return Change(channel_id, ts, _text(previous.get("thread_ts")))
+    ts, thread_ts = _text(event.get("ts")), _text(event.get("thread_ts"))
+    if subtype in KNOWLEDGE_SUBTYPES and ts and is_knowledge(event, me):
+        return Change(channel_id, ts, thread_ts, new_reply=bool(thread_ts) and thread_ts != ts)
     return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _object(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _by_a_bot(message: dict, me: Identity) -> bool:
@@ -167,15 +174,19 @@ class SlackSync:
             return "failed"
 
     def apply(self, change: Change) -> str:
-        cursor = self.history.sync_state.cursor(change.channel_id)
-        if cursor is None:
-            return "channel not listed"
         with self._lock(change.channel_id):
+            # The cursor is read under the lock: a narrowing that ran while this waited is seen.
+            cursor = self.history.sync_state.cursor(change.channel_id)
+            if cursor is None:
+                return "channel not listed"
             try:
                 channel = self._channel(change.channel_id)
             except ChannelUnreadable as e:
                 log.warning("message in %s not indexed: %s", change.channel_id, e.reason)
                 return f"not read: {e.reason}"
+            if cursor.public and not channel.is_public:  # made private or shared, and that event missed
+                self._narrow(change.channel_id, "is no longer public")
+                cursor = replace(cursor, public=False)
             scope = _scope(channel.id, cursor)
             if change.thread_ts is None:
                 return self.refresh_group(channel, change.ts, scope=scope)
@@ -193,7 +204,7 @@ class SlackSync:
         if doc is None:
             self._remove([slack_doc_id(channel.id, thread_ts)])
             return -1
-        self._write([doc])
+        self._write(channel.id, [doc])
         return len(messages) - 1
 
     def refresh_group(self, channel: Channel, ts: str, *, scope: Scope) -> str:
@@ -211,7 +222,7 @@ class SlackSync:
         stale = [info.doc_id for info in self._indexed(channel.id)
                  if info.doc_id not in emitted and _first_ts(info) not in parents
                  and ts_order(low) <= ts_order(_first_ts(info)) <= ts_order(high)]
-        self._write(docs)
+        self._write(channel.id, docs)
         removed = self._remove(stale)
         return f"{len(docs)} group(s) written, {removed} removed"
 
@@ -250,17 +261,20 @@ class SlackSync:
         """The channel is no longer public (made private, shared with another organization): its
         public documents narrow to the channel now. Returns how many were narrowed."""
         self._forget_channel(channel_id)
-        cursor = self.history.sync_state.cursor(channel_id)
-        if cursor is None:
+        with self._lock(channel_id):
+            return self._narrow(channel_id, reason)
+
+    def _narrow(self, channel_id: str, reason: str) -> int:
+        """:meth:`narrow`, the channel's lock held."""
+        if self.history.sync_state.cursor(channel_id) is None:
             return 0
         scope = Scope.channels([channel_id])
-        with self._lock(channel_id):
-            store = self.history.ingestor.store
-            with store.exclusive_writer():
-                public = [info for info in self._indexed(channel_id) if info.scope.is_public]
-                for info in public:
-                    store.rescope_document(info.doc_id, scope)
+        store = self.history.ingestor.store
+        with store.exclusive_writer():  # as a sync's writes are: one that read the channel as public sees this
             self.history.sync_state.set_public(channel_id, False)
+            public = [info for info in self._indexed(channel_id) if info.scope.is_public]
+            for info in public:
+                store.rescope_document(info.doc_id, scope)
         log.info("channel %s %s: %d documents narrowed to it", channel_id, reason, len(public))
         return len(public)
 
@@ -280,8 +294,9 @@ class SlackSync:
                     state.forget(channel_id)
                 log.info("channel %s %s: its documents are kept (LOREBOT_SLACK_KEEP_ARCHIVED)", channel_id, what)
                 return False
-            removed = self._remove(info.doc_id for info in self._indexed(channel_id))
-            state.forget(channel_id)
+            with self.history.ingestor.store.exclusive_writer():  # a sync writing meanwhile sees it unlisted
+                state.forget(channel_id)
+                removed = self._remove(info.doc_id for info in self._indexed(channel_id))
         log.info("channel %s %s: %d documents removed", channel_id, what, removed)
         return True
 
@@ -292,25 +307,27 @@ class SlackSync:
         thread in the look-back re-read, so that what changed while the bot was not listening
         (new, edited and deleted messages) is in the index after this run."""
         report = CatchUpReport()
-        by_scope: dict[bool, list[str]] = {True: [], False: []}
+        by_scope: dict[bool, dict[str, Channel]] = {True: {}, False: {}}
         for cursor in self.history.sync_state.channels():
-            public = self._check(cursor, report)
-            if public is not None:
-                by_scope[public].append(cursor.channel_id)
+            checked = self._check(cursor, report)
+            if checked is not None:
+                public, channel = checked
+                by_scope[public][channel.id] = channel
         thorough = replace(self.history, options=replace(self.history.options, recheck_threads=True))
-        for public, channel_ids in by_scope.items():
-            if not channel_ids:
+        for public, channels in by_scope.items():
+            if not channels:
                 continue
             try:
-                done = thorough.run(channel_ids, public=public)
+                done = thorough.run(list(channels), public=public, channels=channels)
             except WideningRefused as e:  # never widen on a schedule: the admin decides
-                report.failed += [(c, f"{len(e.widened)} documents would widen; not synced") for c in channel_ids]
+                report.failed += [(c, f"{len(e.widened)} documents would widen; not synced") for c in channels]
                 continue
             _merge(report.synced, done)
         return report
 
-    def _check(self, cursor: Cursor, report: CatchUpReport) -> bool | None:
-        """Whether to sync the channel, and for which scope (``public``); None: not now."""
+    def _check(self, cursor: Cursor, report: CatchUpReport) -> tuple[bool, Channel] | None:
+        """Whether to sync the channel, for which scope (``public``) and what Slack said of it (the
+        one ``conversations.info`` of the run); None: not now."""
         channel_id = cursor.channel_id
         try:
             info = self.history.client.conversations_info(channel=channel_id).get("channel") or {}
@@ -326,11 +343,18 @@ class SlackSync:
         if info.get("is_archived"):
             (report.removed if self.gone(channel_id, deleted=False) else report.kept).append(channel_id)
             return None
-        if cursor.public and conversation_kind(info) != PUBLIC_CHANNEL:
+        public = cursor.public
+        if public and conversation_kind(info) != PUBLIC_CHANNEL:
             self.narrow(channel_id, "is no longer public")
             report.narrowed.append(channel_id)
-            return False
-        return cursor.public
+            public = False
+        try:
+            channel = reader.readable_channel(channel_id, info)
+        except ChannelUnreadable as e:  # lorebot was removed from a public channel: kept, reported
+            report.failed.append((channel_id, e.reason))
+            return None
+        self._channels[channel_id] = (time.monotonic() + self.channel_ttl_s, channel)
+        return public, channel
 
     # ---- shared
 
@@ -358,11 +382,19 @@ class SlackSync:
         prefix = slack_path(channel_id, "")
         return [info for info in self.history.ingestor.store.list_documents() if info.path.startswith(prefix)]
 
-    def _write(self, docs: list) -> None:
+    def _write(self, channel_id: str, docs: list[Document]) -> None:
+        """Write the documents, never wider than the channel's documents already are: a run that
+        narrowed them (``ingest-slack`` without ``--public``, another process) may have ended since
+        this event read the channel's cursor. Checked and written under the index's write lock."""
         if not docs:
             return
+        store = self.history.ingestor.store
         try:
-            self.history.ingestor.ingest_documents(docs)
+            with store.exclusive_writer():
+                if any(doc.scope.is_public for doc in docs) and any(
+                        not info.scope.is_public for info in self._indexed(channel_id)):
+                    docs = [replace(doc, scope=Scope.channels([channel_id])) for doc in docs]
+                self.history.ingestor.ingest_documents(docs)
         except WideningRefused as e:
             log.warning("%d Slack documents not updated: they would widen (run ingest-slack with --allow-widen)",
                         len(e.widened))
@@ -407,10 +439,5 @@ def build_slack_sync(services: Services, client: WebClient, me: Identity, *,
                      conversations: ConversationKinds | None = None) -> SlackSync:
     """The sync with everything it needs, from the composition root's services (the bot and the
     scheduler's job build it alike; ``ingest-slack`` reads with the same options)."""
-    settings = services.settings
-    options = SyncOptions(
-        documents=DocumentOptions(chunking=services.chunking, window_s=settings.slack_window_minutes * 60),
-        lookback_s=settings.slack_lookback_days * 86_400, page_size=settings.slack_page_size)
-    history = SlackIngest(client=client, me=me, ingestor=services.ingestor, sync_state=SyncState(services.database),
-                          options=options)
-    return SlackSync(history=history, keep_archived=settings.slack_keep_archived, conversations=conversations)
+    return SlackSync(history=build_slack_ingest(services, client, me), keep_archived=services.settings.slack_keep_archived,
+                     conversations=conversations)
