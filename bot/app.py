@@ -26,6 +26,7 @@ from bot.answering import AnswerDeps
 from bot.config import Settings
 from bot.conversations import ConversationKinds
 from bot.credentials import SlackCredentials
+from bot.current_documents import IndexedDocuments
 from bot.dedup import EventLedger
 from bot.generation import ExtractiveGenerator, Generator
 from bot.generation.adapters import AdapterChoice
@@ -216,7 +217,8 @@ class Services:
             base_model=s.base_model,
             dataset=DatasetOptions(min_net_votes=s.train_min_net_votes, min_upvotes=s.train_min_upvotes,
                                    trainable_channels=frozenset(s.trainable_channels),
-                                   heldout_fraction=s.heldout_fraction),
+                                   heldout_fraction=s.heldout_fraction,
+                                   documents=IndexedDocuments(lambda: self.store)),
             lora=LoraOptions(rank=s.lora_rank, alpha=s.lora_alpha, dropout=s.lora_dropout,
                              target_modules=tuple(s.lora_target_modules), epochs=s.train_epochs,
                              learning_rate=s.train_learning_rate, batch_size=s.train_batch_size,

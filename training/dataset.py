@@ -52,10 +52,10 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -77,10 +77,22 @@ EXCLUSION_REASONS: dict[str, str] = {
                             "workspace, not listed as trainable",
     "not_found": "the bot said the documents did not answer the question",
     "private_passage": "a passage behind the answer is neither public nor from channels listed as trainable",
+    "passage_changed": "a passage behind the answer has since left the index, no longer says what it said, "
+                       "or was narrowed so it may no longer be learned",
     "no_citations": "the answer cites none of its passages",
     "empty_after_scrubbing": "nothing but placeholders is left of the question or the answer",
     "near_duplicate": "a better-voted interaction asked nearly the same question",
 }
+
+
+class CurrentDocuments(Protocol):
+    """The index as it is now, asked about the passages of an old answer (see bot.current_documents)."""
+
+    def scope_of(self, doc_id: str) -> tuple[str, ...] | None:
+        """The document's scope labels now; None when it is no longer indexed."""
+
+    def still_says(self, doc_id: str, text: str) -> bool:
+        """Whether the document still holds every line of ``text`` (a passage shown for an answer)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,10 @@ class DatasetOptions:
     near_duplicate_threshold: float = 0.8  # question similarity at/above which the later/lower-voted one is dropped
     since: datetime | None = None  # only interactions created at/after this (None: all)
     seed: int = 0
+    # What the index holds now. An answer is learned only if its passages are still there, still
+    # say what they said and may still be learned: a channel made private or a message deleted
+    # after the 👍 must not reach a dataset. None: only the scopes recorded at answer time count.
+    documents: CurrentDocuments | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "trainable_channels", frozenset(str(c) for c in self.trainable_channels))
@@ -265,6 +281,15 @@ def passage_is_trainable(passage: UsedPassage, trainable_channels: frozenset[str
     return PUBLIC in scope or (bool(scope) and scope <= trainable_channels)
 
 
+def still_learnable(passage: UsedPassage, documents: CurrentDocuments, trainable_channels: frozenset[str]) -> bool:
+    """A passage recorded with an answer that may still be learned: its document is indexed, may be
+    learned under its scope now, and still holds the passage's text."""
+    scope = documents.scope_of(passage.doc_id)
+    if scope is None or not passage_is_trainable(replace(passage, scope=tuple(scope)), trainable_channels):
+        return False
+    return documents.still_says(passage.doc_id, passage.text)
+
+
 def conversation_exclusion(interaction: Interaction, trainable_channels: frozenset[str]) -> str | None:
     """Why the conversation a question was asked in keeps it out of training, or None if it may be learned:
     a public channel of this workspace alone, or a channel an admin listed as trainable.
@@ -350,6 +375,9 @@ def _screen(tally: TalliedInteraction, options: DatasetOptions) -> str | _Candid
         return "not_found"
     if not all(passage_is_trainable(p, options.trainable_channels) for p in interaction.passages):
         return "private_passage"
+    if options.documents is not None and not all(
+            still_learnable(p, options.documents, options.trainable_channels) for p in interaction.passages):
+        return "passage_changed"
     by_number: dict[int, UsedPassage] = {}
     for passage in interaction.passages:
         if passage.cited_as is not None:

@@ -54,8 +54,8 @@ def test_promoting_a_version_that_does_not_exist_names_the_known_ones(tmp_path, 
     assert result.exit_code == 2 and f"known: {v1}" in " ".join(result.output.split())
 
 
-def feedback_with_a_private_favourite(tmp_path):
-    from tests.training.test_dataset import a_passage, an_answer, record
+def feedback_with_a_private_favourite(tmp_path, embedder):
+    from tests.training.test_dataset import a_passage, an_answer, index_their_passages, record
     from training.database import default_database_url, open_engine
     from training.feedback import FeedbackStore
 
@@ -70,12 +70,13 @@ def feedback_with_a_private_favourite(tmp_path):
                                       channel_id="C0SRE"), up=10)
     ignored = record(store, an_answer("Where is the office?"), up=0)
     engine.dispose()
+    index_their_passages(tmp_path, embedder, [*public, private, ignored])
     return public, private, ignored
 
 
-def test_train_dry_run_json_reports_the_dataset_and_writes_nothing(tmp_path, monkeypatch):
+def test_train_dry_run_json_reports_the_dataset_and_writes_nothing(tmp_path, monkeypatch, real_embedder):
     monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path))
-    public, _, _ = feedback_with_a_private_favourite(tmp_path)
+    public, _, _ = feedback_with_a_private_favourite(tmp_path, real_embedder)
     result = run("train", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -86,9 +87,9 @@ def test_train_dry_run_json_reports_the_dataset_and_writes_nothing(tmp_path, mon
     assert "12 eligible answers" in text.stdout and "private_passage 1" in text.stdout and "Dry run" in text.stdout
 
 
-def test_feedback_export_says_whether_each_answer_may_be_trained_on(tmp_path, monkeypatch):
+def test_feedback_export_says_whether_each_answer_may_be_trained_on(tmp_path, monkeypatch, real_embedder):
     monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path))
-    public, private, ignored = feedback_with_a_private_favourite(tmp_path)
+    public, private, ignored = feedback_with_a_private_favourite(tmp_path, real_embedder)
     out = tmp_path / "feedback.jsonl"
     assert run("feedback", "export", "--out", str(out)).exit_code == 0
     decided = {r["interaction_id"]: r["training"] for r in map(json.loads, out.read_text().splitlines())}
@@ -97,9 +98,9 @@ def test_feedback_export_says_whether_each_answer_may_be_trained_on(tmp_path, mo
     assert {decided[p.interaction_id] for p in public} <= {"train", "heldout"}
 
 
-def test_train_without_a_base_model_says_so(tmp_path, monkeypatch):
+def test_train_without_a_base_model_says_so(tmp_path, monkeypatch, real_embedder):
     monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path))
-    feedback_with_a_private_favourite(tmp_path)
+    feedback_with_a_private_favourite(tmp_path, real_embedder)
     result = run("train", "--json")
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)

@@ -5,6 +5,7 @@ channel's answer, however loved, never enters it."""
 from __future__ import annotations
 
 import json
+import shutil
 
 from tests.fakes import slack_requests as sr
 from tests.scenarios.test_slack_bot import mention
@@ -41,6 +42,9 @@ def test_thumbs_up_in_public_channels_become_the_adapter_the_next_answer_uses(mo
         answer_and_endorse(model_bot, tgi, question, channel="C0GENERAL", likes=2)
     answer_and_endorse(model_bot, tgi, PRIVATE_QUESTION, channel="C0ENGINEER", likes=9)
     settings = model_bot.services.settings
+    # The scheduler reads the index the bot answers from (a shared volume, or Weaviate): an answer
+    # is learned only while the passages behind it are still indexed as they were.
+    shutil.copytree(settings.index_dir, tmp_path / "scheduler" / "index")
 
     # The scheduler's train job, as `lorebot scheduler` runs it: settings from the environment.
     for name, value in {

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import MetaData, Table, insert
 from typer.testing import CliRunner
 
-from tests.training.test_dataset import a_passage, an_answer, every_byte, examples, record
+from tests.training.test_dataset import a_passage, an_answer, every_byte, examples, index_their_passages, record
 from training.database import default_database_url, open_engine
 from training.dataset import EXCLUSION_REASONS, DatasetOptions, build_dataset
 from training.feedback import CONVERSATION_KINDS, FeedbackStore, Interaction, metadata
@@ -182,7 +182,7 @@ def test_a_database_from_an_earlier_version_gains_the_column_and_old_answers_are
 # --- What `lorebot train --dry-run --json` and `lorebot feedback export` say ----------------------
 
 
-def test_the_cli_counts_the_new_reasons_and_export_says_why_with_the_kind(tmp_path, monkeypatch):
+def test_the_cli_counts_the_new_reasons_and_export_says_why_with_the_kind(tmp_path, monkeypatch, real_embedder):
     monkeypatch.setenv("LOREBOT_DATA_DIR", str(tmp_path))
     from bot.cli import app as cli
 
@@ -192,6 +192,7 @@ def test_the_cli_counts_the_new_reasons_and_export_says_why_with_the_kind(tmp_pa
     old = record(store, asked_in(None, question="how many vacation days do I get?", minutes=1))
     public = record(store, asked_in("public", question="what are the office hours?", minutes=2))
     engine.dispose()
+    index_their_passages(tmp_path, real_embedder, [dm, old, public])
 
     dry_run = CliRunner().invoke(cli, ["train", "--dry-run", "--json"])
     assert dry_run.exit_code == 0, dry_run.output

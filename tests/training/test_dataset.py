@@ -399,3 +399,29 @@ def test_options_that_make_no_sense_are_refused_in_plain_words(options):
     with pytest.raises(ConfigurationError):
         DatasetOptions(**options)
 
+
+
+def index_their_passages(data_dir, embedder, interactions) -> None:
+    """Put every passage these answers were drawn from into the data dir's index, as it was shown:
+    the dataset builder learns an answer only while its passages are still indexed, unchanged."""
+    from bot.app import build_services
+    from bot.config import load_settings
+    from knowledge.access import Scope
+    from knowledge.types import StoredChunk
+
+    services = build_services(load_settings(data_dir=data_dir), embedder=embedder)
+    try:
+        rows: dict[str, list[StoredChunk]] = {}
+        for interaction in interactions:
+            for p in interaction.passages:
+                chunks = rows.setdefault(p.doc_id, [])
+                if any(c.chunk_id == p.chunk_id for c in chunks):
+                    continue
+                [vector] = embedder.encode([p.text])
+                chunks.append(StoredChunk(
+                    chunk_id=p.chunk_id, doc_id=p.doc_id, position=len(chunks), title=p.title, heading_path=(),
+                    text=p.text, source=p.source, path=p.source, scope=Scope.from_labels(p.scope),
+                    content_hash=p.doc_id, embedding_hash=p.chunk_id, vector=vector))
+        services.store.upsert_documents(rows)
+    finally:
+        services.close()
