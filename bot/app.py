@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
 from sqlalchemy import Engine
 
@@ -41,12 +40,12 @@ from bot.metrics import Metrics, counting_into
 from bot.people import Names, People
 from bot.redaction import install_redaction
 from bot.replies import ReplyDeps
+from bot.slack_history.reader import auth_test
 from bot.slack_retries import slack_retry_handlers
 from bot.slash import SlashDeps
 from bot.workers import CountingExecutor
 from knowledge.chunking import ChunkingOptions
 from knowledge.embedding import Embedder, load_embedder
-from knowledge.errors import ConfigurationError
 from knowledge.evaluation.beir import BeirDataset
 from knowledge.evaluation.runner import EvalIndex, build_eval_index
 from knowledge.ingest import Ingestor
@@ -331,7 +330,7 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
     settings = services.settings
     install_redaction(settings.secrets)
     client = slack_client(settings, credentials.bot_token)
-    identity = _who_am_i(client, settings)
+    identity = auth_test(client, settings.slack_api_url)
     workers = CountingExecutor(settings.answer_workers, name="lorebot-answer")
     # Bolt runs listeners here after acking; they only parse, de-duplicate and hand over, so a few
     # threads keep up with any burst.
@@ -401,17 +400,6 @@ def build_job_scheduler(settings: Settings, metrics: Metrics, *, blocking: bool)
 def _job_run(metrics: Metrics, job_id: str, run_id: int) -> Iterator[None]:
     with request_context(job_request_id(job_id, run_id)), counting_into(metrics):
         yield
-
-
-def _who_am_i(client: WebClient, settings: Settings) -> dict:
-    try:
-        return client.auth_test().data  # type: ignore[return-value]
-    except SlackApiError as e:
-        raise ConfigurationError(
-            f"Slack refused SLACK_BOT_TOKEN ({e.response.get('error')}): check the token and that the app is installed"
-        ) from e
-    except (SlackClientError, OSError) as e:
-        raise ConfigurationError(f"could not reach Slack at {settings.slack_api_url} (SLACK_API_URL): {e}") from e
 
 
 def _home_facts(services: Services, people: Names | None = None) -> HomeFacts:

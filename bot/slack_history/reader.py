@@ -55,17 +55,22 @@ class ChannelUnreadable(Exception):
 
 
 def who_am_i(client: WebClient, api_url: str) -> Identity:
-    """``auth.test``; a refused token or an unreachable Slack is one clear ConfigurationError."""
+    """Who lorebot is in this workspace (``auth.test``); see :func:`auth_test`."""
+    data = auth_test(client, api_url)
+    return Identity(workspace_url=str(data.get("url") or ""), user_id=str(data.get("user_id") or ""),
+                    bot_id=data.get("bot_id"))
+
+
+def auth_test(client: WebClient, api_url: str) -> dict:
+    """``auth.test``'s answer; a refused token or an unreachable Slack is one clear ConfigurationError."""
     try:
-        data = client.auth_test()
+        return client.auth_test().data  # type: ignore[return-value]
     except SlackApiError as e:
         raise ConfigurationError(
             f"Slack refused SLACK_BOT_TOKEN ({e.response.get('error')}): check the token and that the app is installed"
         ) from e
     except (SlackClientError, OSError) as e:
         raise ConfigurationError(f"could not reach Slack at {api_url} (SLACK_API_URL): {e}") from e
-    return Identity(workspace_url=str(data.get("url") or ""), user_id=str(data.get("user_id") or ""),
-                    bot_id=data.get("bot_id"))
 
 
 # What each refusal from Slack means for the person who listed the channel.
