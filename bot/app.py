@@ -273,6 +273,8 @@ class SlackBot:
     workers: CountingExecutor
     metrics: Metrics
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Slack history updates from events (one thread: updates of a channel apply in order).
+    history_workers: CountingExecutor | None = None
 
     def start_housekeeping(self, every_s: float = 3600.0) -> None:
         """Forget events older than a day, hourly: Slack stops retrying an event within the hour,
@@ -293,14 +295,19 @@ class SlackBot:
         deadline = time.monotonic() + timeout
         # Workers never hand work back to listeners, so once the listeners are idle only the
         # workers' queue can still grow, and it only shrinks.
-        return self.listener_threads.wait_idle(timeout) and \
+        idle = self.listener_threads.wait_idle(timeout) and \
             self.workers.wait_idle(max(0.0, deadline - time.monotonic()))
+        if self.history_workers is None:
+            return idle
+        return idle and self.history_workers.wait_idle(max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         """Finish what was accepted: listeners first (they hand work to the workers), then answers."""
         self.stopping.set()
         self.listener_threads.shutdown(wait=True)
         self.workers.shutdown(wait=True)
+        if self.history_workers is not None:
+            self.history_workers.shutdown(wait=True)
 
 
 def slack_client(settings: Settings, token: str) -> WebClient:
@@ -335,6 +342,7 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
     # Bolt runs listeners here after acking; they only parse, de-duplicate and hand over, so a few
     # threads keep up with any burst.
     listener_threads = CountingExecutor(8, name="lorebot-listener")
+    history_workers = CountingExecutor(1, name="lorebot-history")
     conversations = ConversationKinds(conversation_lookup_client(settings, credentials.bot_token))
     people = People(client)  # one cache of authors' names for answers, /lorebot sources and the Home tab
     replies = ReplyDeps(client=client, answering=services.answer_deps, feedback=services.feedback,
@@ -351,6 +359,7 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
         home_facts=lambda: _home_facts(services, people),
         follow_up_in_threads=settings.follow_up_in_threads,
         slack_sync=_slack_sync(services, client, identity, conversations),
+        history_workers=history_workers,
     )
     app = _TracedApp(
         client=client,
@@ -363,7 +372,8 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
         listener_executor=listener_threads,
     )
     register_listeners(app, deps)
-    bot = SlackBot(app=app, deps=deps, listener_threads=listener_threads, workers=workers, metrics=services.metrics)
+    bot = SlackBot(app=app, deps=deps, listener_threads=listener_threads, workers=workers, metrics=services.metrics,
+                   history_workers=history_workers)
     bot.start_housekeeping()
     return bot
 

@@ -46,6 +46,13 @@ class BotDeps:
     follow_up_in_threads: bool = False
     # Keeps listed channels' history current from message and channel events (None: not kept).
     slack_sync: SlackSync | None = None
+    # Where history updates run: apart from the answer workers, so that a history update waiting
+    # out a 429 never holds a question back (None: on the answer workers).
+    history_workers: Executor | None = None
+
+    @property
+    def history_executor(self) -> Executor:
+        return self.history_workers or self.workers
 
     @property
     def bot_user_id(self) -> str | None:
@@ -148,7 +155,7 @@ def register_history_listeners(app: App, deps: BotDeps) -> None:
         reason = "made private" if event["type"] == "channel_converted_to_private" else "shared outside the workspace"
         forget_conversation(deps, event)
         if deps.slack_sync is not None and event.get("channel"):
-            deps.workers.submit(deps.slack_sync.narrow, event["channel"], reason)
+            deps.history_executor.submit(deps.slack_sync.narrow, event["channel"], reason)
 
     @app.event("channel_archive")
     @app.event("group_archive")
@@ -157,7 +164,7 @@ def register_history_listeners(app: App, deps: BotDeps) -> None:
     def on_channel_gone(event: dict) -> None:
         forget_conversation(deps, event)
         if deps.slack_sync is not None and event.get("channel"):
-            deps.workers.submit(deps.slack_sync.gone, event["channel"], deleted=event["type"].endswith("_deleted"))
+            deps.history_executor.submit(deps.slack_sync.gone, event["channel"], deleted=event["type"].endswith("_deleted"))
 
 
 def sync_history_later(deps: BotDeps, event: dict) -> None:
@@ -166,7 +173,7 @@ def sync_history_later(deps: BotDeps, event: dict) -> None:
     listener answers after this."""
     try:
         if deps.slack_sync is not None and message_change(event, deps.slack_sync.me) is not None:
-            deps.workers.submit(deps.slack_sync.on_message, event)
+            deps.history_executor.submit(deps.slack_sync.on_message, event)
     except Exception:
         log.error("could not queue the index update of a message event", exc_info=True)
 

@@ -4,6 +4,8 @@ of the same running lorebot (real embedding model, embedded index)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from bot.answering import answer_question
@@ -127,3 +129,29 @@ def test_unlisted_channels_are_ignored_and_questions_are_still_answered(running,
     running.finish()
     assert len(slack.calls("chat.postMessage")) == 1  # answered once; the question itself is never indexed
     assert QUESTION not in "\n".join(d.title for d in running.services.store.list_documents())
+
+
+@pytest.mark.parametrize("running", [{"answer_workers": 1}], indirect=True)
+def test_a_slow_history_update_never_holds_a_question_back(running, slack) -> None:
+    """History updates run apart from the answer workers: one waiting on Slack (a 429's
+    Retry-After, a slow page) does not keep the only answer worker from answering."""
+    from tests.scenarios.test_slack_bot import mention
+
+    slack.add_channel("C0ENG", name="eng")
+    slack.add_message("C0ENG", user="U0BEN", text="The staging database password is rotated every 90 days.")
+    listed(running, "C0ENG")
+    slack.delay("conversations.history", 5.0)  # the update's read of the messages around the new one
+    ts = running.slack.add_message("C0ENG", user="U0ANA", text="Backups of staging run nightly at 02:00.")
+    running.sender.event(sr.message("Backups of staging run nightly at 02:00.", channel="C0ENG", user="U0ANA", ts=ts))
+    mention(running, "how often is the staging database password rotated?", channel="C0ENG")
+
+    deadline = time.monotonic() + 30
+    while not any("90 days" in str(c.params) for m in ("chat.postMessage", "chat.update") for c in slack.calls(m)):
+        assert time.monotonic() < deadline, "no answer"
+        time.sleep(0.05)
+    # The answer was delivered while the history update still waited on Slack (a call is recorded
+    # once answered); before, the one answer worker ran the update first.
+    assert not slack.calls("conversations.history")[1:], "the answer waited for the history update"
+    running.settle()
+    slack.delay("conversations.history", 0)
+    assert len(slack.calls("conversations.history")) >= 2  # and the update did finish
