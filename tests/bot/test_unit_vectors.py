@@ -73,7 +73,9 @@ def test_a_corrupt_file_only_costs_speed(tmp_path, hashing_embedder):
     path = tmp_path / "units.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
     units = UnitVectors(hashing_embedder, path)
-    assert units.vectors(["Eight sick days."]).shape == (1, hashing_embedder.dimension)
+    np.testing.assert_allclose(units.vectors(["Eight sick days."]), hashing_embedder.encode(["Eight sick days."]))
+    assert units.path is None  # the corrupt file was given up on, not written over or read from
+    assert path.read_bytes() == b"this is not a database" * 100
 
 
 @pytest.fixture
