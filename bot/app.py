@@ -322,8 +322,9 @@ def slack_client(settings: Settings, token: str) -> WebClient:
 
 
 def conversation_lookup_client(settings: Settings, token: str) -> WebClient:
-    """The client that asks Slack what kind of conversation a question came from: quick, and never
-    waiting out a rate limit (the answer would wait with it; the kind is recorded as unknown instead)."""
+    """The client for lookups an answer waits on (what kind of conversation it came from, source
+    authors' names): quick, and never waiting out a rate limit (the answer would wait with it; the
+    kind is recorded as unknown, a name shown as the bare ID, instead)."""
     return WebClient(token=token, base_url=settings.slack_api_url, timeout=5,
                      retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)])
 
@@ -343,8 +344,11 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
     # threads keep up with any burst.
     listener_threads = CountingExecutor(8, name="lorebot-listener")
     history_workers = CountingExecutor(1, name="lorebot-history")
-    conversations = ConversationKinds(conversation_lookup_client(settings, credentials.bot_token))
-    people = People(client)  # one cache of authors' names for answers, /lorebot sources and the Home tab
+    # Lookups on the way to an answer (the conversation's kind, Slack sources' authors' names) use the
+    # quick client: a rate-limited users.info must not hold the answer back by Retry-After × retries.
+    quick = conversation_lookup_client(settings, credentials.bot_token)
+    conversations = ConversationKinds(quick)
+    people = People(quick)  # one cache of authors' names for answers, /lorebot sources and the Home tab
     replies = ReplyDeps(client=client, answering=services.answer_deps, feedback=services.feedback,
                         bot_user_id=identity.get("user_id"), bot_id=identity.get("bot_id"), metrics=services.metrics,
                         thread_messages=settings.thread_context_messages, thread_chars=settings.thread_context_chars,

@@ -83,3 +83,16 @@ def test_app_home_shows_public_slack_history_and_no_channel_only_thread(lorebot,
     assert "For everyone: <https://lorebot-test.slack.com/archives/C0GENERAL/p" in home and "|#general · " in home
     assert "u0eve" in home  # the public thread's author, by name
     assert "deploy freeze" not in home and "Nightingale" not in home and "#eng" not in home and "#sales" not in home
+
+
+def test_a_rate_limited_name_lookup_never_holds_the_answer_back(lorebot, slack, history) -> None:
+    """users.info answering 429 is not waited out on the way to an answer: the author shows as the
+    bare ID (plain text) and the answer goes out with one refused lookup, not a retry per Retry-After."""
+    slack.fail("users.info", error="ratelimited", status=429, times=20, retry_after=3)
+    mention(lorebot, "how long before a public holiday does the deploy freeze start?", channel="C0ENG")
+    lorebot.finish()
+    [post] = slack.calls("chat.postMessage")
+    shown = texts(post.params)
+    assert "#eng · " in shown and "U0BEN" in shown and "<@" not in shown
+    # Each author looked up once, refused once: nothing retried while the answer waited.
+    assert len([c for c in slack.calls("users.info") if c.params.get("user") == "U0BEN"]) == 1
