@@ -389,7 +389,9 @@ def _slack_sync(services: Services, client: WebClient, identity: dict, conversat
 
     me = Identity(workspace_url=str(identity.get("url") or ""), user_id=str(identity.get("user_id") or ""),
                   bot_id=identity.get("bot_id"))
-    return build_slack_sync(services, client, me, conversations=conversations)
+    sync = build_slack_sync(services, client, me, conversations=conversations)
+    sync.events_missed()  # whatever happened while no bot listened: the next catch-up reads listed channels whole
+    return sync
 
 
 class _TracedApp(App):

@@ -205,6 +205,12 @@ class Settings(BaseSettings):
     # documents are removed unless this keeps them (still scoped to the channel).
     slack_sync_minutes: int = Field(default=30, ge=1, le=10_080, validation_alias="LOREBOT_SLACK_SYNC_MINUTES")
     slack_keep_archived: bool = Field(default=False, validation_alias="LOREBOT_SLACK_KEEP_ARCHIVED")
+    # The catch-up reads a listed channel's whole history this often (one history call per page):
+    # it finds messages older than the look-back deleted or edited while no event arrived.
+    slack_full_read_hours: float = Field(default=24, gt=0, le=8760, validation_alias="LOREBOT_SLACK_FULL_READ_HOURS")
+    # Threads re-read at each full read although the listing shows them unchanged (an edited reply
+    # shows nowhere else), longest unchecked first.
+    slack_recheck_threads: int = Field(default=100, ge=0, le=100_000, validation_alias="LOREBOT_SLACK_RECHECK_THREADS")
 
     # Observability. Prometheus metrics are at /metrics on the bot's HTTP port; in Socket Mode and in
     # the scheduler (no HTTP server of their own) on this port instead (0: not served).

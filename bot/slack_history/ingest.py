@@ -15,6 +15,12 @@ What a sync reads, per channel:
 - When the requested scope differs from the one the channel's documents have (``--public`` added
   or dropped), the whole history again, as the first time, so every document moves to the new
   scope, not only the ones a sync happens to touch.
+- A full read (the scheduled catch-up, once per ``LOREBOT_SLACK_FULL_READ_HOURS``): the whole
+  history listing again, one call per page, which finds what changed before the look-back while
+  the bot was not listening. Messages outside threads are all rebuilt (a deleted or edited one is
+  gone or replaced); a thread is re-read when its mark (``sync_state``) differs from what the listing
+  shows (a reply deleted or added, the parent edited or deleted), or when it is among the
+  ``LOREBOT_SLACK_RECHECK_THREADS`` checked longest ago (an edited reply shows nowhere else).
 
 All channels are read before anything is written, so a refused widening (``WideningRefused``,
 from the Ingestor) leaves the index as it was; a channel that could not be read is reported with
@@ -27,7 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
@@ -44,7 +50,7 @@ from bot.slack_history.documents import (
     ts_seconds,
 )
 from bot.slack_history.reader import Channel, ChannelUnreadable, Identity
-from bot.slack_history.sync_state import SyncState, ts_order
+from bot.slack_history.sync_state import Cursor, SyncState, ThreadMark, listed_fingerprint, read_fingerprint, ts_order
 from knowledge.access import Scope
 from knowledge.ingest import Ingestor, IngestReport
 from knowledge.types import Document, DocumentInfo
@@ -63,6 +69,11 @@ class SyncOptions:
     # cursor: an edited or deleted reply changes nothing in the history listing. The scheduled
     # catch-up does (one conversations.replies per such thread); ``ingest-slack`` does not.
     recheck_threads: bool = False
+    # Read a channel's whole history when its last full read is this old (None: never, but for a
+    # first read or a change of scope); the scheduled catch-up sets it.
+    full_read_every: timedelta | None = None
+    # Threads whose listing did not change, re-read anyway at each full read, longest unchecked first.
+    recheck_per_full_read: int = 100
 
 
 @dataclass
@@ -72,6 +83,7 @@ class SlackIngestReport:
 
     channels: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    read_whole: list[str] = field(default_factory=list)  # channels whose whole history was read
     threads: int = 0
     messages: int = 0
     documents: IngestReport = field(default_factory=IngestReport)
@@ -109,6 +121,9 @@ class _ChannelRead:
     start: str | None = None  # history was read from here (None: all of it)
     parents: set[str] = field(default_factory=set)  # the ts of every thread parent in the history read
     listed_public: bool | None = None  # the channel's cursor said public when the read began (None: not listed)
+    whole_from: datetime | None = None  # the whole history was read, beginning then
+    marks: dict[str, str] = field(default_factory=dict)  # each thread read: its read_fingerprint
+    unmark: list[str] = field(default_factory=list)  # marked threads no longer in the history
 
 
 @dataclass
@@ -164,16 +179,32 @@ class SlackIngest:
         rescoping = any(info.scope != scope for info in indexed)
         if since is not None and not rescoping:
             read = self._read_from(channel, scope=scope, start=f"{since.timestamp():.6f}", changed_after=None)
-        elif cursor is None or rescoping:
-            read = self._read_from(channel, scope=scope, start=None, changed_after=None)
+        elif cursor is None or rescoping or self._full_read_due(cursor):
+            began = datetime.now(UTC)  # a change after this may be missed by the listing read below
+            marks = self.sync_state.thread_marks(channel_id)
+            # A first read or a change of scope reads every thread; a scheduled full read, only
+            # those the listing shows changed, those a catch-up would re-read (in the look-back),
+            # and the ones checked longest ago.
+            recent = f"{self._lookback_start(cursor):.6f}" if cursor and self.options.recheck_threads else None
+            read = self._read_from(channel, scope=scope, start=None, changed_after=None,
+                                   marks=None if cursor is None or rescoping else marks, recent_from=recent)
+            read.whole_from = began
+            read.unmark = sorted(set(marks) - read.parents)
         else:
-            start = max(0.0, ts_seconds(cursor.newest_ts) - self.options.lookback_s)
+            start = self._lookback_start(cursor)
             changed_after = None if self.options.recheck_threads else cursor.newest_ts
             read = self._read_from(channel, scope=scope, start=f"{start:.6f}", changed_after=changed_after)
         read.public = public
         read.listed_public = None if cursor is None else cursor.public
         read.gone += _vanished(read, indexed)
         return read
+
+    def _lookback_start(self, cursor: Cursor) -> float:
+        return max(0.0, ts_seconds(cursor.newest_ts) - self.options.lookback_s)
+
+    def _full_read_due(self, cursor: Cursor) -> bool:
+        every = self.options.full_read_every
+        return every is not None and self.sync_state.due_full_read(cursor, every)
 
     def _changed_meanwhile(self, reads: list[_ChannelRead], report: SlackIngestReport) -> list[_ChannelRead]:
         """The reads still to write, as the channels are now: a channel archived or deleted while it
@@ -196,19 +227,27 @@ class SlackIngest:
             kept.append(read)
         return kept
 
-    def _read_from(self, channel: Channel, *, scope: Scope, start: str | None,
-                   changed_after: str | None) -> _ChannelRead:
+    def _read_from(self, channel: Channel, *, scope: Scope, start: str | None, changed_after: str | None,
+                   marks: dict[str, ThreadMark] | None = None, recent_from: str | None = None) -> _ChannelRead:
+        """Read history from ``start`` (None: all of it) and the threads to re-read: those with a
+        reply after ``changed_after`` (None: all), or, given the channel's thread ``marks``, the ones
+        :func:`_threads_to_reread` picks (and every one begun at ``recent_from`` or later)."""
         read = _ChannelRead(channel, start=start)
         top = list(reader.history(self.client, channel.id, oldest=start, page_size=self.options.page_size))
-        read.parents = {m["ts"] for m in top if _is_thread_parent(m)}
+        parents = [m for m in top if _is_thread_parent(m)]
+        read.parents = {m["ts"] for m in parents}
         read.messages += len(top)
         read.newest_ts = max((ts for m in top for ts in (m["ts"], m.get("latest_reply")) if ts),
                              key=ts_order, default=None)
-        for parent in (m for m in top if _is_thread_parent(m)):
-            latest = parent.get("latest_reply") or parent["ts"]
-            if changed_after is not None and ts_order(latest) <= ts_order(changed_after):
-                continue  # neither new nor replied to since the last sync
+        if marks is not None:
+            parents = _threads_to_reread(parents, marks, recheck=self.options.recheck_per_full_read,
+                                         recent_from=recent_from)
+        elif changed_after is not None:  # neither new nor replied to since the last sync: not re-read
+            parents = [m for m in parents if ts_order(m.get("latest_reply") or m["ts"]) > ts_order(changed_after)]
+        for parent in parents:
             messages = reader.thread(self.client, channel.id, parent["ts"], page_size=self.options.page_size)
+            if messages:
+                read.marks[parent["ts"]] = read_fingerprint(messages)
             read.threads += 1
             read.messages += max(0, len(messages) - 1)  # the parent was counted with the history
             doc = thread_document(channel, messages, me=self.me, scope=scope, options=self.options.documents)
@@ -267,8 +306,35 @@ class SlackIngest:
             if any(path.startswith(prefix) for path in failed_paths):
                 report.failed.append((read.channel.id, "some documents could not be written: the next sync reads them again"))
                 continue
-            self.sync_state.advance(read.channel.id, read.newest_ts, synced_at=datetime.now(UTC), public=read.public)
+            self.sync_state.advance(read.channel.id, read.newest_ts, synced_at=datetime.now(UTC), public=read.public,
+                                    full_read_at=read.whole_from)
+            self.sync_state.mark_threads(read.channel.id, read.marks)
+            self.sync_state.unmark_threads(read.channel.id, read.unmark)
             report.channels.append(read.channel.id)
+            if read.whole_from:
+                report.read_whole.append(read.channel.id)
+
+
+def _threads_to_reread(parents: list[dict], marks: dict[str, ThreadMark], *, recheck: int,
+                       recent_from: str | None = None) -> list[dict]:
+    """The threads a full read re-reads: each one the listing shows differently from its mark (or
+    never marked) or begun at ``recent_from`` or later, then the ``recheck`` others checked longest ago.
+
+    >>> from datetime import datetime, UTC
+    >>> a, b, c = ({"ts": ts, "text": ts, "reply_count": 1, "latest_reply": "9.0"} for ts in ("1.0", "2.0", "3.0"))
+    >>> marks = {p["ts"]: ThreadMark(listed_fingerprint(p), datetime(2026, 1, day, tzinfo=UTC))
+    ...          for p, day in ((a, 2), (b, 1))}
+    >>> [p["ts"] for p in _threads_to_reread([a, b, c], marks, recheck=1)]  # c: never marked; b: oldest check
+    ['3.0', '2.0']
+    """
+    changed, unchanged = [], []
+    for parent in parents:
+        mark = marks.get(parent["ts"])
+        recent = recent_from is not None and ts_order(parent["ts"]) >= ts_order(recent_from)
+        same = mark is not None and mark.fingerprint == listed_fingerprint(parent)
+        (unchanged if same and not recent else changed).append(parent)
+    unchanged.sort(key=lambda parent: marks[parent["ts"]].checked_at)
+    return changed + unchanged[:max(0, recheck)]
 
 
 def _vanished(read: _ChannelRead, indexed: list[DocumentInfo]) -> list[str]:
@@ -313,6 +379,7 @@ def build_slack_ingest(services: Services, client: WebClient, me: Identity) -> S
     settings = services.settings
     options = SyncOptions(
         documents=DocumentOptions(chunking=services.chunking, window_s=settings.slack_window_minutes * 60),
-        lookback_s=settings.slack_lookback_days * 86_400, page_size=settings.slack_page_size)
+        lookback_s=settings.slack_lookback_days * 86_400, page_size=settings.slack_page_size,
+        recheck_per_full_read=settings.slack_recheck_threads)
     return SlackIngest(client=client, me=me, ingestor=services.ingestor, sync_state=SyncState(services.database),
                        options=options)

@@ -122,13 +122,16 @@ def history(client: WebClient, channel_id: str, *, oldest: str | None = None, la
 
 
 def thread(client: WebClient, channel_id: str, thread_ts: str, *, page_size: int = DEFAULT_PAGE_SIZE) -> list[dict]:
-    """A thread's parent and replies, oldest first; empty when Slack no longer has it."""
-    messages: list[dict] = []
+    """A thread's parent and replies, oldest first, each once; empty when Slack no longer has it."""
+    messages: dict[str, dict] = {}
     try:
         for page in client.conversations_replies(channel=channel_id, ts=thread_ts, limit=page_size):
-            messages.extend(page.get("messages") or [])
+            for message in page.get("messages") or []:
+                # Slack may repeat the parent at the top of every page: counted once, or a thread
+                # of many pages would show its parent again and never match its listing's reply count.
+                messages.setdefault(str(message.get("ts")), message)
     except SlackApiError as e:
         if e.response.get("error") == "thread_not_found":
             return []
         raise
-    return messages
+    return list(messages.values())

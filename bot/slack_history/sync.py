@@ -8,7 +8,9 @@ document again through the Ingestor with the scope the channel's documents have 
 thread or a group with nothing left is removed. Channel events narrow (made private, shared with
 another organization) or remove (archived, deleted) a channel's documents at once. The catch-up
 (:meth:`SlackSync.catch_up`, the scheduler's ``slack-sync`` job) checks each listed channel with
-``conversations.info`` and then syncs it from its cursor, re-reading every thread in the look-back.
+``conversations.info`` and then syncs it from its cursor, re-reading every thread in the look-back;
+once per ``LOREBOT_SLACK_FULL_READ_HOURS`` it reads the channel's whole history instead, which
+finds older messages deleted or edited while no event arrived (see ``ingest``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
@@ -42,7 +45,7 @@ from bot.slack_history.ingest import (
     build_slack_ingest,
 )
 from bot.slack_history.reader import Channel, ChannelUnreadable, Identity
-from bot.slack_history.sync_state import Cursor, ts_order
+from bot.slack_history.sync_state import Cursor, read_fingerprint, ts_order
 from knowledge.access import Scope
 from knowledge.errors import WideningRefused
 from knowledge.types import Document, DocumentInfo
@@ -130,6 +133,8 @@ class CatchUpReport:
 
     def summary(self) -> str:
         parts = [self.synced.summary()]
+        if self.synced.read_whole:
+            parts.append(f"whole history read: {', '.join(self.synced.read_whole)}")
         if self.narrowed:
             parts.append(f"narrowed to their channel (no longer public): {', '.join(self.narrowed)}")
         if self.removed:
@@ -148,6 +153,7 @@ class SlackSync:
 
     history: SlackIngest
     keep_archived: bool = False
+    full_read_every: timedelta | None = None  # the catch-up reads a channel's whole history this often
     conversations: ConversationKinds | None = None
     channel_ttl_s: float = CHANNEL_TTL_S
     _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False, repr=False)
@@ -171,7 +177,16 @@ class SlackSync:
         except Exception:
             log.error("could not update the index for a message in %s; the next sync will", change.channel_id,
                       exc_info=True)
+            self.events_missed()
             return "failed"
+
+    def events_missed(self) -> None:
+        """Events may not have been applied until now (the bot starts listening, or applying one
+        failed): the next catch-up reads every listed channel whole. Never raises."""
+        try:
+            self.history.sync_state.events_missed()
+        except Exception:  # the database is down: the daily full read still comes
+            log.warning("could not record that Slack events may have been missed", exc_info=True)
 
     def apply(self, change: Change) -> str:
         with self._lock(change.channel_id):
@@ -203,9 +218,11 @@ class SlackSync:
         doc = thread_document(channel, messages, me=self.me, scope=scope, options=self.history.options.documents)
         if doc is None:
             self._remove([slack_doc_id(channel.id, thread_ts)])
-            return -1
-        self._write(channel.id, [doc])
-        return len(messages) - 1
+        elif not self._write(channel.id, [doc]):
+            return len(messages) - 1  # not marked: the next full read reads it again
+        if messages:
+            self.history.sync_state.mark_threads(channel.id, {thread_ts: read_fingerprint(messages)})
+        return -1 if doc is None else len(messages) - 1
 
     def refresh_group(self, channel: Channel, ts: str, *, scope: Scope) -> str:
         """Rebuild the messages outside threads chained to ``ts`` (no gap longer than the window),
@@ -313,7 +330,8 @@ class SlackSync:
             if checked is not None:
                 public, channel = checked
                 by_scope[public][channel.id] = channel
-        thorough = replace(self.history, options=replace(self.history.options, recheck_threads=True))
+        thorough = replace(self.history, options=replace(self.history.options, recheck_threads=True,
+                                                         full_read_every=self.full_read_every))
         for public, channels in by_scope.items():
             if not channels:
                 continue
@@ -382,22 +400,25 @@ class SlackSync:
         prefix = slack_path(channel_id, "")
         return [info for info in self.history.ingestor.store.list_documents() if info.path.startswith(prefix)]
 
-    def _write(self, channel_id: str, docs: list[Document]) -> None:
+    def _write(self, channel_id: str, docs: list[Document]) -> bool:
         """Write the documents, never wider than the channel's documents already are: a run that
         narrowed them (``ingest-slack`` without ``--public``, another process) may have ended since
-        this event read the channel's cursor. Checked and written under the index's write lock."""
+        this event read the channel's cursor. Checked and written under the index's write lock.
+        False when they were not written (a widening refused, or a document the Ingestor failed)."""
         if not docs:
-            return
+            return True
         store = self.history.ingestor.store
         try:
             with store.exclusive_writer():
                 if any(doc.scope.is_public for doc in docs) and any(
                         not info.scope.is_public for info in self._indexed(channel_id)):
                     docs = [replace(doc, scope=Scope.channels([channel_id])) for doc in docs]
-                self.history.ingestor.ingest_documents(docs)
+                report = self.history.ingestor.ingest_documents(docs)
         except WideningRefused as e:
             log.warning("%d Slack documents not updated: they would widen (run ingest-slack with --allow-widen)",
                         len(e.widened))
+            return False
+        return report.ok
 
     def _remove(self, doc_ids: Iterable[str]) -> int:
         return self.history._remove([list(doc_ids)])
@@ -426,6 +447,7 @@ def _after(ts: str, seconds: float = 0.0) -> str:
 def _merge(into: SlackIngestReport, report: SlackIngestReport) -> None:
     into.channels += report.channels
     into.failed += report.failed
+    into.read_whole += report.read_whole
     into.threads += report.threads
     into.messages += report.messages
     into.seconds += report.seconds
@@ -439,5 +461,6 @@ def build_slack_sync(services: Services, client: WebClient, me: Identity, *,
                      conversations: ConversationKinds | None = None) -> SlackSync:
     """The sync with everything it needs, from the composition root's services (the bot and the
     scheduler's job build it alike; ``ingest-slack`` reads with the same options)."""
-    return SlackSync(history=build_slack_ingest(services, client, me), keep_archived=services.settings.slack_keep_archived,
-                     conversations=conversations)
+    settings = services.settings
+    return SlackSync(history=build_slack_ingest(services, client, me), keep_archived=settings.slack_keep_archived,
+                     full_read_every=timedelta(hours=settings.slack_full_read_hours), conversations=conversations)

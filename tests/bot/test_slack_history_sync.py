@@ -7,13 +7,16 @@ The embedding model is the hashing stand-in: these tests are about what lands in
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
 
 import bot.jobs
-from bot.app import build_services, slack_client
+from bot.app import build_services, build_slack_bot, slack_client
 from bot.config import load_settings
+from bot.credentials import SlackCredentials
 from bot.jobs import job_specs, sync_slack_history
 from bot.slack_history.reader import who_am_i
 from bot.slack_history.sync import build_slack_sync
@@ -245,3 +248,166 @@ def test_a_cursor_keeps_the_scope_it_was_listed_with(open_database) -> None:
     state.set_public("C0ALL", False)
     assert state.cursor("C0ALL").public is False
     assert state.forget("C0ALL") and state.channels() == []
+
+
+def full_read_due(sync, channel_id: str = "C0ENG") -> None:
+    """Record the channel's last full read as a day and more ago, as if time had passed."""
+    sync.history.sync_state.advance(channel_id, None, synced_at=datetime.now(UTC) - timedelta(hours=25),
+                                    full_read_at=datetime.now(UTC) - timedelta(hours=25))
+
+
+def replies_read(slack, since: int) -> list[str]:
+    return [c.params["ts"] for c in slack.calls("conversations.replies")[since:]]
+
+
+def test_a_full_read_finds_old_messages_deleted_or_edited_while_no_event_came(slack, lorebot, env) -> None:
+    env.setenv("LOREBOT_SLACK_RECHECK_THREADS", "0")  # only what the listing shows changed is re-read
+    replied = slack.add_message("C0ENG", user="U0ANA", text="Where is the VPN config?", ts=at(OLD, 0))
+    slack.add_message("C0ENG", user="U0BEN", text="In the vault under vpn-2023", thread_ts=replied, ts=at(OLD, 1))
+    wrong = slack.add_message("C0ENG", user="U0CAT", text="Ask Eve for the root password", thread_ts=replied,
+                              ts=at(OLD, 2))
+    edited_parent = slack.add_message("C0ENG", user="U0ANA", text="Billing runs on the 3rd", ts=at(OLD, 100))
+    slack.add_message("C0ENG", user="U0BEN", text="ok", thread_ts=edited_parent, ts=at(OLD, 101))
+    untouched = slack.add_message("C0ENG", user="U0ANA", text="Who owns DNS?", ts=at(OLD, 200))
+    slack.add_message("C0ENG", user="U0BEN", text="The infra team owns DNS", thread_ts=untouched, ts=at(OLD, 201))
+    lonely = slack.add_message("C0ENG", user="U0DAN", text="The printer code is 4471", ts=at(OLD, 300))
+    fixed = slack.add_message("C0ENG", user="U0DAN", text="Parking is in lot B", ts=at(OLD, 400))
+    slack.add_message("C0ENG", user="U0CAT", text="Lunch is at noon")  # recent: the cursor is now
+    lorebot.history.run(["C0ENG"])
+    assert "root password" in indexed(lorebot) and "printer" in indexed(lorebot)
+
+    # The bot is down for all of these, each older than the look-back.
+    slack.delete_message("C0ENG", wrong)
+    slack.edit_message("C0ENG", edited_parent, "Billing runs on the 5th")
+    slack.delete_message("C0ENG", lonely)
+    slack.edit_message("C0ENG", fixed, "Parking is in lot C")
+
+    assert sync_slack_history().outcome == "ok"  # an ordinary catch-up: the look-back only
+    assert "root password" in indexed(lorebot) and "printer" in indexed(lorebot)
+
+    full_read_due(lorebot)
+    before = len(slack.calls("conversations.replies"))
+    outcome = sync_slack_history()
+
+    assert outcome.outcome == "ok" and "whole history read: C0ENG" in outcome.detail, outcome.detail
+    text = indexed(lorebot)
+    assert "root password" not in text and "vpn-2023" in text
+    assert "Billing runs on the 5th" in text and "3rd" not in text
+    assert "printer" not in text and "lot C" in text and "lot B" not in text
+    assert "infra team owns DNS" in text
+    # Only the two threads whose listing changed were read again; the unchanged one was not.
+    assert sorted(replies_read(slack, before)) == sorted([replied, edited_parent])
+    # And the next catch-up, not due a full read, reads none of the old threads.
+    before = len(slack.calls("conversations.replies"))
+    assert sync_slack_history().outcome == "ok"
+    assert replies_read(slack, before) == []
+
+
+def test_an_old_thread_deleted_whole_is_removed_and_forgotten_by_a_full_read(slack, lorebot) -> None:
+    parent = slack.add_message("C0ENG", user="U0ANA", text="Is the staging DB wiped weekly?", ts=at(OLD, 0))
+    reply = slack.add_message("C0ENG", user="U0BEN", text="Yes, every Sunday night", thread_ts=parent, ts=at(OLD, 1))
+    lorebot.history.run(["C0ENG"])
+    assert "every Sunday" in indexed(lorebot)
+
+    slack.delete_message("C0ENG", reply)
+    slack.delete_message("C0ENG", parent)  # no reply left: the parent goes, no tombstone
+    full_read_due(lorebot)
+    assert sync_slack_history().outcome == "ok"
+
+    assert "staging" not in indexed(lorebot) and doc_count(lorebot) == 0
+    assert lorebot.history.sync_state.thread_marks("C0ENG") == {}
+
+
+def test_edited_replies_in_unchanged_old_threads_are_all_found_within_a_few_full_reads(slack, lorebot, env) -> None:
+    env.setenv("LOREBOT_SLACK_RECHECK_THREADS", "1")
+    replies = []
+    for n in range(3):
+        parent = slack.add_message("C0ENG", user="U0ANA", text=f"Question {n}?", ts=at(OLD, 100 * n))
+        replies.append(slack.add_message("C0ENG", user="U0BEN", text=f"Old answer {n}", thread_ts=parent,
+                                         ts=at(OLD, 100 * n + 1)))
+    slack.add_message("C0ENG", user="U0CAT", text="Lunch is at noon")  # recent: the old threads are past the look-back
+    lorebot.history.run(["C0ENG"])
+    for n, reply in enumerate(replies):  # an edited reply changes nothing the listing shows
+        slack.edit_message("C0ENG", reply, f"New answer {n}")
+
+    read_per_run = []
+    for _ in range(3):
+        full_read_due(lorebot)
+        before = len(slack.calls("conversations.replies"))
+        assert sync_slack_history().outcome == "ok"
+        read_per_run.append(replies_read(slack, before))
+
+    assert [len(run) for run in read_per_run] == [1, 1, 1]
+    assert len({ts for run in read_per_run for ts in run}) == 3  # each thread in turn, none twice
+    text = indexed(lorebot)
+    assert all(f"New answer {n}" in text and f"Old answer {n}" not in text for n in range(3))
+
+
+def test_a_thread_an_event_updated_is_not_read_again_by_the_full_read(slack, lorebot, env) -> None:
+    env.setenv("LOREBOT_SLACK_RECHECK_THREADS", "0")
+    parent = slack.add_message("C0ENG", user="U0ANA", text="Which region is prod in?", ts=at(OLD, 0))
+    slack.add_message("C0ENG", user="U0CAT", text="Lunch is at noon")  # recent: the thread is past the look-back
+    lorebot.history.run(["C0ENG"])
+    reply = slack.add_message("C0ENG", user="U0BEN", text="eu-west-1", thread_ts=parent)
+    assert lorebot.on_message(sr.message("eu-west-1", channel="C0ENG", user="U0BEN", ts=reply,
+                                               thread_ts=parent)).startswith("thread with 1 replies")
+
+    full_read_due(lorebot)
+    before = len(slack.calls("conversations.replies"))
+    assert sync_slack_history().outcome == "ok"
+    assert replies_read(slack, before) == [] and "eu-west-1" in indexed(lorebot)
+
+
+def old_message_deleted_unseen(slack, lorebot) -> None:
+    """A channel read with one message older than the look-back, which is then deleted while no
+    event reaches lorebot; the channel's last full read is recent (an ordinary catch-up is next)."""
+    lonely = slack.add_message("C0ENG", user="U0DAN", text="The printer code is 4471", ts=at(OLD, 0))
+    slack.add_message("C0ENG", user="U0CAT", text="Lunch is at noon")
+    lorebot.history.run(["C0ENG"])
+    slack.delete_message("C0ENG", lonely)
+
+
+def test_an_event_lorebot_failed_to_apply_makes_the_next_catch_up_read_whole(slack, lorebot) -> None:
+    old_message_deleted_unseen(slack, lorebot)
+    assert sync_slack_history().outcome == "ok"
+    assert "printer" in indexed(lorebot)  # not due a full read: the look-back only
+
+    slack.fail("conversations.history", error="internal_error")  # the event's one read fails
+    assert lorebot.on_message(sr.message("Standup moved", channel="C0ENG", user="U0ANA",
+                                         ts=slack.add_message("C0ENG", user="U0ANA", text="Standup moved"))) \
+        == "failed"
+
+    outcome = sync_slack_history()
+    assert outcome.outcome == "ok" and "whole history read: C0ENG" in outcome.detail, outcome.detail
+    assert "printer" not in indexed(lorebot) and "Standup moved" in indexed(lorebot)
+
+
+def test_a_bot_starting_to_listen_makes_the_next_catch_up_read_whole(slack, lorebot, hashing_embedder) -> None:
+    old_message_deleted_unseen(slack, lorebot)
+    services = build_services(load_settings(), embedder=hashing_embedder)
+    try:  # the bot (re)starts: what happened while none listened came as events to no one
+        build_slack_bot(services, SlackCredentials(TOKEN, "s" * 32, None)).close()
+    finally:
+        services.close()
+
+    outcome = sync_slack_history()
+    assert outcome.outcome == "ok" and "whole history read: C0ENG" in outcome.detail, outcome.detail
+    assert "printer" not in indexed(lorebot)
+    assert "whole history" not in sync_slack_history().detail  # once: the next one reads the look-back
+
+
+def test_a_thread_read_in_pages_that_repeat_its_parent_counts_it_once(slack, lorebot, env) -> None:
+    env.setenv("LOREBOT_SLACK_RECHECK_THREADS", "0")
+    slack.workspace.replies_repeat_parent = True
+    parent = slack.add_message("C0ENG", user="U0ANA", text="Who approves refunds?", ts=at(OLD, 0))
+    for n in range(5):
+        slack.add_message("C0ENG", user="U0BEN", text=f"Step {n} of the refund", thread_ts=parent, ts=at(OLD, n + 1))
+    slack.add_message("C0ENG", user="U0CAT", text="Lunch is at noon")
+    lorebot.history.options = replace(lorebot.history.options, page_size=2)  # three pages, each with the parent
+    lorebot.history.run(["C0ENG"])
+    assert indexed(lorebot).count("Who approves refunds?") == 1
+
+    full_read_due(lorebot)
+    before = len(slack.calls("conversations.replies"))
+    assert sync_slack_history().outcome == "ok"
+    assert replies_read(slack, before) == []  # its mark matches the listing: not read again

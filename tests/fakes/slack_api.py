@@ -428,6 +428,9 @@ class Workspace:
         self._streaming: set[tuple[str, str]] = set()
         self._ephemeral: list[dict] = []
         self._home_views: dict[str, dict] = {}
+        # conversations.replies puts the parent at the top of every page, not only the first
+        # (Slack has been seen to; a client must not count it twice).
+        self.replies_repeat_parent = False
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], dict]]:
         return {
@@ -624,7 +627,8 @@ class Workspace:
     def replies(self, params: dict[str, Any]) -> dict:
         """Parent first, then replies in ts order; a reply's ts reads its whole thread.
 
-        The parent comes only on the first page; later pages continue after the previous one.
+        The parent comes only on the first page (or, with ``replies_repeat_parent``, at the top of
+        every page, each page holding one reply fewer); later pages continue after the previous one.
         ``oldest``/``latest``/``inclusive`` are not imitated.
         """
         channel, ts = _require(params, "channel"), _require(params, "ts")
@@ -632,7 +636,12 @@ class Workspace:
         message = self.find(channel, ts)
         if message is None:
             raise SlackError("thread_not_found")
-        page, next_cursor = _paginate(self.thread(channel, message.get("thread_ts") or ts), params)
+        messages = self.thread(channel, message.get("thread_ts") or ts)
+        if self.replies_repeat_parent and messages:
+            page, next_cursor = _paginate(messages[1:], {**params, "limit": max(1, _int_param(params, "limit", 1000) - 1)})
+            page = [messages[0], *page]
+        else:
+            page, next_cursor = _paginate(messages, params)
         return {"ok": True, "messages": page, "has_more": bool(next_cursor),
                 "response_metadata": {"next_cursor": next_cursor}}
 
