@@ -11,7 +11,8 @@ What a sync reads, per channel:
   the cursor: an old thread's new reply is caught without re-reading every thread, at the price of
   one history page or so for the look-back. Threads older than the look-back that get a reply wait
   for the message events (or a ``--since`` run). Messages outside threads in the look-back are all
-  rebuilt, which costs no Slack calls, and an unchanged group is "unchanged" at ingest.
+  rebuilt, which costs no Slack calls, and an unchanged group is "unchanged" at ingest. The
+  scheduled catch-up reads the same span but picks threads by their marks (below).
 - When the requested scope differs from the one the channel's documents have (``--public`` added
   or dropped), the whole history again, as the first time, so every document moves to the new
   scope, not only the ones a sync happens to touch.
@@ -65,10 +66,12 @@ class SyncOptions:
     documents: DocumentOptions
     lookback_s: float = 14 * 86_400
     page_size: int = reader.DEFAULT_PAGE_SIZE
-    # Re-read every thread whose parent is in the look-back, not only those with a reply after the
-    # cursor: an edited or deleted reply changes nothing in the history listing. The scheduled
-    # catch-up does (one conversations.replies per such thread); ``ingest-slack`` does not.
-    recheck_threads: bool = False
+    # The scheduled catch-up (``SlackSync.catch_up``): a thread in the look-back is re-read when its
+    # listing differs from its mark (a new, deleted or edited parent or reply count; while the bot
+    # listens, events keep the rest current), and a full read re-reads every thread in the
+    # look-back, since an edited reply changes nothing in the listing. ``ingest-slack`` re-reads
+    # the threads with a reply after the cursor.
+    catch_up: bool = False
     # Read a channel's whole history when its last full read is this old (None: never, but for a
     # first read or a change of scope); the scheduled catch-up sets it.
     full_read_every: timedelta | None = None
@@ -185,15 +188,17 @@ class SlackIngest:
             # A first read or a change of scope reads every thread; a scheduled full read, only
             # those the listing shows changed, those a catch-up would re-read (in the look-back),
             # and the ones checked longest ago.
-            recent = f"{self._lookback_start(cursor):.6f}" if cursor and self.options.recheck_threads else None
+            recent = f"{self._lookback_start(cursor):.6f}" if cursor and self.options.catch_up else None
             read = self._read_from(channel, scope=scope, start=None, changed_after=None,
                                    marks=None if cursor is None or rescoping else marks, recent_from=recent)
             read.whole_from = began
             read.unmark = sorted(set(marks) - read.parents)
+        elif self.options.catch_up:
+            read = self._read_from(channel, scope=scope, start=f"{self._lookback_start(cursor):.6f}",
+                                   changed_after=None, marks=self.sync_state.thread_marks(channel_id), recheck=0)
         else:
-            start = self._lookback_start(cursor)
-            changed_after = None if self.options.recheck_threads else cursor.newest_ts
-            read = self._read_from(channel, scope=scope, start=f"{start:.6f}", changed_after=changed_after)
+            read = self._read_from(channel, scope=scope, start=f"{self._lookback_start(cursor):.6f}",
+                                   changed_after=cursor.newest_ts)
         read.public = public
         read.listed_public = None if cursor is None else cursor.public
         read.gone += _vanished(read, indexed)
@@ -228,10 +233,12 @@ class SlackIngest:
         return kept
 
     def _read_from(self, channel: Channel, *, scope: Scope, start: str | None, changed_after: str | None,
-                   marks: dict[str, ThreadMark] | None = None, recent_from: str | None = None) -> _ChannelRead:
+                   marks: dict[str, ThreadMark] | None = None, recent_from: str | None = None,
+                   recheck: int | None = None) -> _ChannelRead:
         """Read history from ``start`` (None: all of it) and the threads to re-read: those with a
         reply after ``changed_after`` (None: all), or, given the channel's thread ``marks``, the ones
-        :func:`_threads_to_reread` picks (and every one begun at ``recent_from`` or later)."""
+        :func:`_threads_to_reread` picks (every one begun at ``recent_from`` or later, and ``recheck``
+        others, by default ``recheck_per_full_read``)."""
         read = _ChannelRead(channel, start=start)
         top = list(reader.history(self.client, channel.id, oldest=start, page_size=self.options.page_size))
         parents = [m for m in top if _is_thread_parent(m)]
@@ -240,8 +247,8 @@ class SlackIngest:
         read.newest_ts = max((ts for m in top for ts in (m["ts"], m.get("latest_reply")) if ts),
                              key=ts_order, default=None)
         if marks is not None:
-            parents = _threads_to_reread(parents, marks, recheck=self.options.recheck_per_full_read,
-                                         recent_from=recent_from)
+            recheck = self.options.recheck_per_full_read if recheck is None else recheck
+            parents = _threads_to_reread(parents, marks, recheck=recheck, recent_from=recent_from)
         elif changed_after is not None:  # neither new nor replied to since the last sync: not re-read
             parents = [m for m in parents if ts_order(m.get("latest_reply") or m["ts"]) > ts_order(changed_after)]
         for parent in parents:

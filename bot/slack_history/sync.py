@@ -8,9 +8,11 @@ document again through the Ingestor with the scope the channel's documents have 
 thread or a group with nothing left is removed. Channel events narrow (made private, shared with
 another organization) or remove (archived, deleted) a channel's documents at once. The catch-up
 (:meth:`SlackSync.catch_up`, the scheduler's ``slack-sync`` job) checks each listed channel with
-``conversations.info`` and then syncs it from its cursor, re-reading every thread in the look-back;
-once per ``LOREBOT_SLACK_FULL_READ_HOURS`` it reads the channel's whole history instead, which
-finds older messages deleted or edited while no event arrived (see ``ingest``).
+``conversations.info`` and then syncs it from its cursor, re-reading the threads in the look-back
+whose listing changed. After events may have been missed (the bot started listening, or failed to
+apply one), and at least once per ``LOREBOT_SLACK_FULL_READ_HOURS``, it reads the channel's whole
+history instead, every thread in the look-back re-read: that finds messages of any age deleted or
+edited while no event arrived (see ``ingest``).
 """
 
 from __future__ import annotations
@@ -320,9 +322,10 @@ class SlackSync:
     # ---- the scheduled catch-up
 
     def catch_up(self) -> CatchUpReport:
-        """Check every listed channel (``conversations.info``) and sync it from its cursor, every
-        thread in the look-back re-read, so that what changed while the bot was not listening
-        (new, edited and deleted messages) is in the index after this run."""
+        """Check every listed channel (``conversations.info``) and sync it: from its cursor, or
+        its whole history when a full read is due (events may have been missed since the last, or
+        it is ``full_read_every`` old), so that what changed while the bot was not listening (new,
+        edited and deleted messages) is in the index after this run."""
         report = CatchUpReport()
         by_scope: dict[bool, dict[str, Channel]] = {True: {}, False: {}}
         for cursor in self.history.sync_state.channels():
@@ -330,7 +333,7 @@ class SlackSync:
             if checked is not None:
                 public, channel = checked
                 by_scope[public][channel.id] = channel
-        thorough = replace(self.history, options=replace(self.history.options, recheck_threads=True,
+        thorough = replace(self.history, options=replace(self.history.options, catch_up=True,
                                                          full_read_every=self.full_read_every))
         for public, channels in by_scope.items():
             if not channels:

@@ -181,16 +181,34 @@ def test_the_catch_up_after_downtime_finds_new_edited_and_deleted_messages(slack
     slack.delete_message("C0ENG", gone_reply)
     slack.delete_message("C0ENG", lonely)
     slack.add_message("C0ENG", user="U0ANA", text="The new office opens in May")
-    slack.add_message("C0ENG", user="U0ANA", text="Old news, edited", ts=at(OLD, 100))
+    slack.add_message("C0ENG", user="U0ANA", text="Old news, posted late", ts=at(OLD, 100))
+    lorebot.events_missed()  # the bot comes back, and records that events may have been missed
 
     outcome = sync_slack_history()
 
-    assert outcome.outcome == "ok", outcome.detail
+    assert outcome.outcome == "ok" and "whole history read: C0ENG" in outcome.detail, outcome.detail
     text = indexed(lorebot)
     assert "6380" in text and "6379" not in text and "Ask Dana" not in text
     assert "office opens in May" in text
-    # Older than the look-back (14 days before the cursor): not re-read, as documented.
-    assert "printer" in text and "Old news" not in text
+    # Older than the look-back (14 days before the cursor) too: the whole history was read.
+    assert "printer" not in text and "Old news, posted late" in text
+
+
+def test_an_ordinary_catch_up_rereads_only_threads_whose_listing_changed(slack, lorebot) -> None:
+    replied = slack.add_message("C0ENG", user="U0ANA", text="Where do logs go?", ts=at(BASE, 0))
+    slack.add_message("C0ENG", user="U0BEN", text="To Loki", thread_ts=replied, ts=at(BASE, 1))
+    quiet = slack.add_message("C0ENG", user="U0ANA", text="Who runs the on-call rota?", ts=at(BASE, 100))
+    slack.add_message("C0ENG", user="U0BEN", text="Dana does", thread_ts=quiet, ts=at(BASE, 101))
+    lorebot.history.run(["C0ENG"])
+    # While the bot listens (events keep threads current), a reply's event is lost on the way.
+    slack.add_message("C0ENG", user="U0CAT", text="Retention is 30 days", thread_ts=replied, ts=at(BASE, 200))
+
+    before = len(slack.calls("conversations.replies"))
+    outcome = sync_slack_history()
+
+    assert outcome.outcome == "ok" and "whole history" not in outcome.detail, outcome.detail
+    assert replies_read(slack, before) == [replied]  # the quiet thread, unchanged, is not read again
+    assert "Retention is 30 days" in indexed(lorebot)
 
 
 def test_the_catch_up_narrows_a_channel_made_private_and_removes_archived_and_deleted_ones(
