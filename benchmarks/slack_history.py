@@ -31,6 +31,11 @@ What is timed
       first time (whole history); messages = what Slack returned (parents, replies, standalone).
       ``read`` is the time to the last Slack call (all channels are read before anything is written).
     - incremental sync with nothing new: the same run again; Slack calls by method and seconds.
+    - the scheduled catch-up (``SlackSync.catch_up``, the ``slack-sync`` job) with nothing new, twice:
+      first a full read (due after a restart: the whole history listing; threads whose listing
+      changed, every thread in the look-back — here all of them — and the
+      ``LOREBOT_SLACK_RECHECK_THREADS`` checked longest ago), then an ordinary one (the look-back,
+      threads re-read only where the listing changed).
     - edit → answer: a thread reply is edited in the fake, a signed ``message_changed`` event is
       POSTed to the real Bolt app, and ``answer_question`` (the bot's own dependencies, the
       channel's audience) is asked every ``--poll`` seconds until the answer quotes the new text.
@@ -78,6 +83,7 @@ from bot.server import EVENTS_PATH, SlackHTTPServer
 from bot.slack_history.documents import DocumentOptions
 from bot.slack_history.ingest import SlackIngest, SyncOptions
 from bot.slack_history.reader import who_am_i
+from bot.slack_history.sync import build_slack_sync
 from bot.slack_history.sync_state import SyncState
 from knowledge.access import Audience
 from tests.fakes import slack_requests as sr
@@ -183,6 +189,20 @@ def timed_sync(slack: FakeSlackAPI, sync: SlackIngest, channels: list[str]) -> d
             "documents": {"added": d.added, "updated": d.updated, "unchanged": d.unchanged, "removed": d.removed}}
 
 
+def timed_catch_up(slack: FakeSlackAPI, catch_up) -> dict:
+    slack.reset_calls()
+    started = time.perf_counter()
+    report = catch_up.catch_up()
+    seconds = time.perf_counter() - started
+    if not report.ok:
+        raise SystemExit(f"the catch-up failed: {report.summary()}")
+    calls = Counter(c.method for c in slack.calls() if c.method in TIER_3_METHODS and not c.failed)
+    d = report.synced.documents
+    return {"seconds": round(seconds, 3), "channels_read_whole": len(report.synced.read_whole),
+            "threads": report.synced.threads,
+            "calls": dict(calls), "documents": {"updated": d.updated, "unchanged": d.unchanged, "removed": d.removed}}
+
+
 # --- Edit → answer ------------------------------------------------------------------------------
 
 
@@ -230,6 +250,12 @@ def report_table(s: dict) -> Table:
     table.add_row("incremental sync, nothing new: seconds", fmt(none_new["seconds"], 3))
     table.add_row("  Slack calls (history / replies / info)", "{} / {} / {}".format(
         *(none_new["calls"].get(m, 0) for m in TIER_3_METHODS)))
+    for key, what in (("catch_up_full_read", "scheduled catch-up, full read, nothing new"),
+                      ("catch_up_lookback", "scheduled catch-up, look-back, nothing new")):
+        run = s[key]
+        table.add_row(f"{what}: seconds", fmt(run["seconds"], 3))
+        table.add_row("  Slack calls (history / replies / info)", "{} / {} / {}".format(
+            *(run["calls"].get(m, 0) for m in TIER_3_METHODS)))
     edits = s["edit_to_answer"]
     table.add_row(f"edit event → answer quotes it ({edits['reflected']}/{edits['edits']}): p50 / max ms",
                   f"{fmt(edits['p50_ms'], 0)} / {fmt(edits['max_ms'], 0)}")
@@ -277,6 +303,11 @@ def main(argv: list[str] | None = None) -> dict:
                     summary["full_sync_tier3_scaled"] = timed_sync(slack, sync, channels)
                 log(f"  {summary['full_sync_tier3_scaled']['messages_per_s']} messages/s; incremental sync …")
                 summary["incremental_nothing_new"] = timed_sync(slack, sync, channels)
+                catch_up = build_slack_sync(services, bot.app.client, sync.me)  # as the scheduler's job builds it
+                log("scheduled catch-up: a full read (after a restart), then the look-back …")
+                catch_up.events_missed()  # as a bot (re)starting records: the next catch-up reads whole
+                summary["catch_up_full_read"] = timed_catch_up(slack, catch_up)
+                summary["catch_up_lookback"] = timed_catch_up(slack, catch_up)
                 answer_question("warm-up: what is the rollback code for svc0?",
                                 Audience.for_conversation(channels[0]), services.answer_deps)
                 log(f"{args.edits} edits, each awaited in the answer …")
