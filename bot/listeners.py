@@ -166,6 +166,21 @@ def register_history_listeners(app: App, deps: BotDeps) -> None:
         if deps.slack_sync is not None and event.get("channel"):
             deps.history_executor.submit(deps.slack_sync.gone, event["channel"], deleted=event["type"].endswith("_deleted"))
 
+    @app.event("member_left_channel")
+    def on_member_left(event: dict) -> None:
+        if deps.slack_sync is not None and event.get("channel") and event.get("user") == deps.slack_sync.me.user_id:
+            forget_conversation(deps, event)
+            deps.history_executor.submit(deps.slack_sync.left, event["channel"])
+
+    @app.event("channel_left")
+    @app.event("group_left")
+    def on_lorebot_left(event: dict) -> None:
+        """Sent to lorebot itself when it is removed (Slack sometimes withholds it: member_left_channel
+        and the catch-up's conversations.info also find it)."""
+        forget_conversation(deps, event)
+        if deps.slack_sync is not None and event.get("channel"):
+            deps.history_executor.submit(deps.slack_sync.left, event["channel"])
+
 
 def sync_history_later(deps: BotDeps, event: dict) -> None:
     """Queue the index update a message event makes (a listed channel's new, edited or deleted

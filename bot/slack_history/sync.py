@@ -125,8 +125,8 @@ class CatchUpReport:
 
     synced: SlackIngestReport = field(default_factory=SlackIngestReport)
     narrowed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)  # archived or deleted: documents removed
-    kept: list[str] = field(default_factory=list)  # archived or deleted: documents kept (setting)
+    removed: list[str] = field(default_factory=list)  # archived, deleted or left: documents removed
+    kept: list[str] = field(default_factory=list)  # archived, deleted or left: documents kept (setting)
     failed: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -140,9 +140,9 @@ class CatchUpReport:
         if self.narrowed:
             parts.append(f"narrowed to their channel (no longer public): {', '.join(self.narrowed)}")
         if self.removed:
-            parts.append(f"archived or deleted, documents removed: {', '.join(self.removed)}")
+            parts.append(f"archived, deleted or left by lorebot, documents removed: {', '.join(self.removed)}")
         if self.kept:
-            parts.append(f"archived or deleted, documents kept: {', '.join(self.kept)}")
+            parts.append(f"archived, deleted or left by lorebot, documents kept: {', '.join(self.kept)}")
         failed = self.failed + self.synced.failed
         if failed:
             parts.append("not synced: " + "; ".join(f"{c}: {r}" for c, r in failed))
@@ -297,16 +297,17 @@ class SlackSync:
         log.info("channel %s %s: %d documents narrowed to it", channel_id, reason, len(public))
         return len(public)
 
-    def gone(self, channel_id: str, *, deleted: bool) -> bool:
-        """The channel was archived (``deleted`` False) or deleted: its documents are removed, or
-        kept with their scope when LOREBOT_SLACK_KEEP_ARCHIVED is on. A deleted channel, or one whose
-        documents were removed, is no longer listed; an archived one whose documents are kept stays
-        listed, so its sync resumes if it is unarchived. Returns whether documents were removed."""
+    def gone(self, channel_id: str, *, deleted: bool, what: str | None = None) -> bool:
+        """The channel was archived (``deleted`` False), deleted, or lorebot was removed from it
+        (``what`` says so): its documents are removed, or kept with their scope when
+        LOREBOT_SLACK_KEEP_ARCHIVED is on. A deleted channel, or one whose documents were removed, is
+        no longer listed; one whose documents are kept stays listed, so its sync resumes if it is
+        unarchived or lorebot invited back. Returns whether documents were removed."""
         self._forget_channel(channel_id)
         state = self.history.sync_state
         if state.cursor(channel_id) is None:
             return False
-        what = "deleted" if deleted else "archived"
+        what = what or ("deleted" if deleted else "archived")
         with self._lock(channel_id):
             if self.keep_archived:
                 if deleted:
@@ -346,6 +347,11 @@ class SlackSync:
             _merge(report.synced, done)
         return report
 
+    def left(self, channel_id: str) -> bool:
+        """lorebot is no longer a member of the channel (removed, or it left): it can no longer see
+        edits and deletions there, so the channel's documents go as an archived channel's do."""
+        return self.gone(channel_id, deleted=False, what="left by lorebot")
+
     def _check(self, cursor: Cursor, report: CatchUpReport) -> tuple[bool, Channel] | None:
         """Whether to sync the channel, for which scope (``public``) and what Slack said of it (the
         one ``conversations.info`` of the run); None: not now."""
@@ -364,6 +370,9 @@ class SlackSync:
         if info.get("is_archived"):
             (report.removed if self.gone(channel_id, deleted=False) else report.kept).append(channel_id)
             return None
+        if info.get("is_member") is False:  # lorebot was removed, and the event missed
+            (report.removed if self.left(channel_id) else report.kept).append(channel_id)
+            return None
         public = cursor.public
         if public and conversation_kind(info) != PUBLIC_CHANNEL:
             self.narrow(channel_id, "is no longer public")
@@ -371,7 +380,7 @@ class SlackSync:
             public = False
         try:
             channel = reader.readable_channel(channel_id, info)
-        except ChannelUnreadable as e:  # lorebot was removed from a public channel: kept, reported
+        except ChannelUnreadable as e:  # e.g. Slack no longer calls it a channel: kept, reported
             report.failed.append((channel_id, e.reason))
             return None
         self._channels[channel_id] = (time.monotonic() + self.channel_ttl_s, channel)

@@ -214,7 +214,7 @@ def test_no_message_event_makes_the_history_hook_raise_before_the_answer(event) 
 # ---------------------------------------------------------------- Slack failing in the middle of a sync
 
 
-@pytest.mark.parametrize("fault", ["server_error", "rate_limit_storm", "bot_removed"])
+@pytest.mark.parametrize("fault", ["server_error", "rate_limit_storm"])
 def test_slack_failing_mid_sync_loses_nothing_and_keeps_the_cursor(slack, lorebot, fault) -> None:
     parent = slack.add_message("C0ENG", user="U0ANA", text="Which port does the cache use?", ts=at(BASE, 0))
     slack.add_message("C0ENG", user="U0BEN", text="Port 6379 by default", thread_ts=parent, ts=at(BASE, 1))
@@ -227,18 +227,40 @@ def test_slack_failing_mid_sync_loses_nothing_and_keeps_the_cursor(slack, lorebo
 
     if fault == "server_error":
         slack.fail("conversations.replies", status=500)
-    elif fault == "rate_limit_storm":
-        slack.fail("conversations.history", status=429, retry_after=1, times=6)
     else:
-        slack.add_channel("C0ENG", name="eng", is_member=False)
+        slack.fail("conversations.history", status=429, retry_after=1, times=6)
     report = lorebot.catch_up()
 
     assert not report.ok and [c for c, _ in report.failed + report.synced.failed] == ["C0ENG"]
     assert indexed(lorebot) == before
     assert lorebot.history.sync_state.cursor("C0ENG") == cursor
-    if fault != "bot_removed":  # the next run, Slack well again, catches up
-        assert lorebot.catch_up().ok
-        assert "6380" in indexed(lorebot) and "Standup" in indexed(lorebot)
+    assert lorebot.catch_up().ok  # the next run, Slack well again, catches up
+    assert "6380" in indexed(lorebot) and "Standup" in indexed(lorebot)
+
+
+def test_a_public_channel_lorebot_was_removed_from_loses_its_documents_at_the_catch_up(slack, lorebot) -> None:
+    slack.add_message("C0ENG", user="U0ANA", text="The deploy key lives in the vault", ts=at(BASE, 0))
+    lorebot.history.run(["C0ENG"], public=True)
+    slack.add_channel("C0ENG", name="eng", is_member=False)  # removed; the member_left_channel event missed
+    slack.delete_message("C0ENG", at(BASE, 0))  # and lorebot could no longer see this
+
+    report = lorebot.catch_up()
+
+    assert report.ok and report.removed == ["C0ENG"], report.summary()
+    assert "deploy key" not in indexed(lorebot) and lorebot.history.sync_state.channels() == []
+
+
+def test_with_keep_archived_a_channel_lorebot_left_keeps_its_scoped_documents_and_is_not_a_failure(
+        slack, lorebot) -> None:
+    lorebot.keep_archived = True
+    slack.add_message("C0ENG", user="U0ANA", text="The deploy key lives in the vault", ts=at(BASE, 0))
+    lorebot.history.run(["C0ENG"])
+    slack.add_channel("C0ENG", name="eng", is_member=False)
+
+    report = lorebot.catch_up()
+
+    assert report.ok and report.kept == ["C0ENG"], report.summary()
+    assert list(scopes(lorebot).values()) == ["C0ENG"] and "deploy key" in indexed(lorebot)
 
 
 def test_a_private_channel_lorebot_was_removed_from_is_removed_at_the_catch_up(slack, lorebot) -> None:

@@ -114,6 +114,28 @@ def test_an_archived_channel_is_removed_unless_kept_and_then_still_scoped(runnin
     assert not ask(running, "C0SALES").found
 
 
+@pytest.mark.parametrize("event_type", ["member_left_channel", "channel_left"])
+def test_a_channel_lorebot_is_removed_from_stops_answering_at_once(running, slack, event_type) -> None:
+    slack.add_channel("C0ENG", name="eng")
+    slack.add_message("C0ENG", user="U0BEN", text="The staging database password is rotated every 90 days.")
+    listed(running, "C0ENG")
+    # Someone else leaving changes nothing.
+    running.sender.event({"type": "member_left_channel", "user": "U0ANA", "channel": "C0ENG", "channel_type": "C",
+                          "event_ts": sr.next_ts()})
+    running.settle()
+    assert ask(running, "C0ENG").found
+
+    slack.add_channel("C0ENG", name="eng", is_member=False)
+    removed = {"type": event_type, "channel": "C0ENG", "event_ts": sr.next_ts()}
+    if event_type == "member_left_channel":
+        removed |= {"user": BOT_USER, "channel_type": "C"}
+    running.sender.event(removed)
+    running.settle()
+
+    assert not ask(running, "C0ENG").found
+    assert running.bot.deps.slack_sync.history.sync_state.channels() == []
+
+
 def test_unlisted_channels_are_ignored_and_questions_are_still_answered(running, slack) -> None:
     slack.add_channel("C0ENG", name="eng")
     slack.add_message("C0ENG", user="U0BEN", text="Lunch is at noon.")
