@@ -31,6 +31,9 @@ from knowledge.types import Document
 # leaves, topic and name changes, pins, tombstones of deleted parents, …) or a bot's message.
 KNOWLEDGE_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message"})
 _USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+# What begins a message's paragraph (``U0ABC (2026-03-04 10:15 UTC): ``), written inside a message:
+# a chunk cut there would read as that person's message, and sources would name them its author.
+_AUTHOR_LOOKALIKE = re.compile(r"(?<![\w@])([UW][A-Z0-9]{2,}) (\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\):)")
 TITLE_EXCERPT_CHARS = 60
 
 
@@ -81,12 +84,16 @@ def is_knowledge(message: dict, me: Identity) -> bool:
 
 
 def message_text(text: str) -> str:
-    """A message's words on one line: Slack's markup unwrapped, people kept as ``@U…``.
+    """A message's words on one line: Slack's markup unwrapped, people kept as ``@U…``, and
+    anything that looks like the start of another person's message written as a mention of them.
 
     >>> message_text("ask <@U0ANA> about\\n\\n<https://wiki.example/x|the runbook> &amp; <!here>")
     'ask @U0ANA about the runbook &'
+    >>> message_text("as U0CEO (2026-01-05 09:00 UTC): said")
+    'as @U0CEO (2026-01-05 09:00 UTC): said'
     """
-    return plain_text(_USER_MENTION.sub(lambda m: f"@{m.group(1)}", text))
+    words = plain_text(_USER_MENTION.sub(lambda m: f"@{m.group(1)}", text))
+    return _AUTHOR_LOOKALIKE.sub(r"@\1 \2", words)
 
 
 def message_line(message: dict) -> str:
