@@ -50,7 +50,21 @@ def job_specs(settings: Settings) -> list[JobSpec]:
         JobSpec("slack-sync", "bot.jobs:sync_slack_history", "interval", {"minutes": settings.slack_sync_minutes},
                 exclusive=True, misfire_grace_s=_half(settings.slack_sync_minutes),
                 description="Catch up listed Slack channels' history"),
+        JobSpec("unit-vectors", "bot.jobs:prune_unit_vectors", "interval", {"hours": 24},
+                exclusive=True, misfire_grace_s=12 * HOUR,
+                description="Forget answer-unit vectors of text no longer indexed"),
     ]
+
+
+def prune_unit_vectors() -> Outcome:
+    """Forget the answer-unit vectors (``unit_vectors.sqlite3``) of text the index no longer holds:
+    deleted messages and documents, old versions of edited ones."""
+    settings = load_settings()
+    if not settings.answer_unit_vectors:
+        return skipped("LOREBOT_ANSWER_UNIT_VECTORS is off: no unit vectors are kept")
+    with _services(settings) as services:
+        removed = services.unit_vectors.prune(services.store.export_documents())
+    return ok(f"{removed} unit vectors of text no longer indexed forgotten")
 
 
 def sync_slack_history() -> Outcome:

@@ -9,7 +9,9 @@ a different heading) is embedded then and remembered.
 
 Keys are the embedding hash of the model ID and the unit's scored text, so a different model never
 reads another's vectors, and the same sentence in two documents is embedded once. Entries are not
-removed with their document: a stale entry is only a few kilobytes that no passage asks for.
+removed with their document at once (a unit may be shared): :meth:`UnitVectors.prune`, the
+scheduler's daily ``unit-vectors`` job, forgets those of text no longer indexed — a hash and a
+vector of a deleted message would still let someone who reads the file confirm what it said.
 """
 
 from __future__ import annotations
@@ -80,6 +82,38 @@ class UnitVectors:
         encoded = self.embedder.encode([t for _, t in todo])
         self._remember({k: np.asarray(v, dtype=np.float32) for (k, _), v in zip(todo, encoded)}, persist=True)
         return len(todo)
+
+    def prune(self, documents: Iterable[dict[str, list[StoredChunk]]]) -> int:
+        """Forget the vectors of units that no indexed chunk holds any more (a deleted message, an
+        edited page's old sentences). ``documents``: the index's chunks, whole documents per batch
+        (``VectorStore.export_documents``). Keys stored after this began are kept, so a concurrent
+        ingest loses nothing. Returns how many were forgotten."""
+        with self._lock:
+            db = self._connection()
+            try:
+                before = {key for (key,) in db.execute("SELECT key FROM unit_vectors")} if db else set(self._memory)
+            except sqlite3.Error as e:
+                log.warning("could not read unit vectors in %s to prune them: %s", self.path, e)
+                return 0
+        live = set()
+        for batch in documents:
+            for piece in _pieces_a_passage_may_show(chunk for chunks in batch.values() for chunk in chunks):
+                live.update(self._key(unit.scored) for unit in piece_units(piece.heading_path, piece.text))
+        stale = sorted(before - live)
+        with self._lock:
+            for key in stale:
+                self._memory.pop(key, None)
+            db = self._connection()
+            if db is not None and stale:
+                try:
+                    with db:
+                        for start in range(0, len(stale), 500):  # SQLite's limit on bound parameters
+                            part = stale[start:start + 500]
+                            db.execute(f"DELETE FROM unit_vectors WHERE key IN ({','.join('?' * len(part))})", part)
+                except sqlite3.Error as e:
+                    log.warning("could not prune unit vectors in %s: %s", self.path, e)
+                    return 0
+        return len(stale)
 
     def close(self) -> None:
         with self._lock:

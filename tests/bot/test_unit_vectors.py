@@ -145,3 +145,54 @@ def test_a_passage_joined_from_chunks_reads_its_units_chunk_by_chunk():
     assert scored == ["Setup: Install it with pip.", "Setup: Then run the demo once.",
                       "Usage: Ask it a question in a thread."]
     assert [u.shown for u in quotable_units("Install it with pip.")] == ["Install it with pip."]
+
+
+def test_pruning_forgets_the_units_of_deleted_text_and_keeps_the_rest(tmp_path, hashing_embedder):
+    settings = load_settings(data_dir=tmp_path / "data")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "time-off.md").write_text(HANDBOOK_PAGE)
+    services = build_services(settings, embedder=hashing_embedder)
+    file = settings.data_dir / "unit_vectors.sqlite3"
+
+    def stored() -> set[str]:
+        with sqlite3.connect(file) as db:
+            return {key for (key,) in db.execute("SELECT key FROM unit_vectors")}
+
+    try:
+        services.ingestor.ingest_paths([docs], scope=Scope.public())
+        handbook = stored()
+        (docs / "layoffs.md").write_text("# Plans\n\nLayoffs are planned for May in the Berlin office.\n")
+        services.ingestor.ingest_paths([docs], scope=Scope.public())
+        secret = stored() - handbook
+        assert secret  # the new page's units, embedded at ingest
+        (docs / "layoffs.md").unlink()
+        services.ingestor.ingest_paths([docs], scope=Scope.public(), prune=True)  # the page is gone
+        assert secret <= stored()  # until pruned
+
+        assert services.unit_vectors.prune(services.store.export_documents()) == len(secret)
+
+        assert stored() == handbook
+        before = hashing_embedder.encoded
+        answer = answer_question("how many vacation days do I get in my first years?",
+                                 Audience.for_conversation("C0GENERAL"),
+                                 AnswerDeps(retriever=services.retriever, generator=services.generator))
+        assert "18 days" in answer.text
+        assert hashing_embedder.encoded - before == 1  # the question only: the handbook's units were kept
+    finally:
+        services.close()
+
+
+def test_pruning_keeps_vectors_stored_while_it_ran(tmp_path, hashing_embedder):
+    units = UnitVectors(hashing_embedder, tmp_path / "units.sqlite3")
+    units.vectors(["Old sentence nobody indexes."])
+
+    def index_during_the_prune():
+        yield {}
+        units.vectors(["A sentence ingested meanwhile."])  # stored after the prune listed the file
+        yield {}
+
+    assert units.prune(index_during_the_prune()) == 1
+    before = hashing_embedder.encoded
+    units.vectors(["A sentence ingested meanwhile."])
+    assert hashing_embedder.encoded == before  # still there, not embedded again
