@@ -1,8 +1,9 @@
 """PDF files, read with pypdf: the text layer page by page, reflowed into paragraphs.
 
 PDF text comes as visual lines. Words hyphenated at a line break are rejoined, and a line that
-does not end a sentence is joined to the next, so paragraphs read as prose. PDFs carry no
-reliable heading structure, so none is invented. A scanned PDF has no text layer; it yields no
+does not end a sentence is joined to the next, so paragraphs read as prose. Tables are kept as
+Markdown tables, a row to a line (:mod:`knowledge.loaders.pdf_tables`), and are not reflowed. PDFs
+carry no reliable heading structure, so none is invented. A scanned PDF has no text layer; it yields no
 text, and the caller reports it.
 
 >>> print(reflow("The infor-\\nmation is\\nhere.\\n\\n• First\\n• Second"))
@@ -20,7 +21,9 @@ from pathlib import Path
 
 from pypdf import PasswordType, PdfReader
 
+from knowledge.chunking import TABLE_RULE
 from knowledge.errors import LoadError
+from knowledge.loaders.pdf_tables import page_text_with_tables
 from knowledge.loaders.text import escape_line, tidy, title_from_path
 from knowledge.types import LoadedText
 
@@ -71,7 +74,7 @@ def _page_count(path: Path, reader: PdfReader) -> int:
 
 def _page_text(path: Path, reader: PdfReader, number: int) -> str:
     try:
-        return reader.pages[number].extract_text() or ""
+        return page_text_with_tables(reader.pages[number].extract_text)
     except Exception as e:
         raise LoadError(str(path), f"corrupt PDF: page {number + 1} could not be read") from e
 
@@ -93,6 +96,8 @@ def reflow(text: str) -> str:
 
 
 def _join_lines(paragraph: str) -> str:
+    if _is_table(paragraph):
+        return paragraph
     lines: list[str] = []
     for raw in paragraph.split("\n"):
         line = _BULLET.sub("- ", raw.strip())
@@ -105,3 +110,6 @@ def _join_lines(paragraph: str) -> str:
     return "\n".join(escape_line(line) for line in lines)
 
 
+def _is_table(paragraph: str) -> bool:
+    lines = paragraph.strip().split("\n")
+    return len(lines) >= 2 and all(line.startswith("|") for line in lines) and bool(TABLE_RULE.match(lines[1]))

@@ -1,0 +1,158 @@
+"""Tables in a PDF's text layer, kept as tables.
+
+pypdf's text extraction writes a table row as one line, its cells run together ("Annual deductible
+500 / 1,000 USD 2,000 / 4,000 USD"): which figure belongs to which column is lost. Each piece of
+text pypdf extracts comes with where it starts on the page, though, and a table is where the pieces
+of consecutive lines start at the same few horizontal positions, its columns. Those lines are
+written as a Markdown table (the shape the HTML loader gives tables, and the one the chunker and
+the answer units read), everything else exactly as pypdf extracts it.
+
+Conservative by design: a block becomes a table only if every piece of every row starts at one of
+its columns and every column is used by at least half of its rows; anything else (prose, bullet
+lists whose marker is a piece of its own, producers that place every word on its own) stays text.
+A cell's text wrapped onto a second line is joined to its cell.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Pieces starting this close (in PDF points) start in the same column.
+COLUMN_TOLERANCE = 2.0
+_LIST_MARKER = re.compile(r"^(?:[-*+•◦▪▫●○‣∙·■□➢►–—]|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)])$")
+
+
+@dataclass
+class _Line:
+    text: str = ""
+    # (x, cell text) of each piece that starts on this line; None when a piece's position is unknown.
+    pieces: list[tuple[float, str]] | None = field(default_factory=list)
+
+
+def page_text_with_tables(extract: Callable[..., str]) -> str:
+    """The page's text as ``extract`` (a pypdf page's ``extract_text``) gives it, with table rows
+    written as a Markdown table.
+
+    Falls back to the plain text whenever the pieces do not add up to it.
+    """
+    pieces: list[tuple[str, float]] = []
+
+    def visit(text, cm, tm, font_dict, font_size) -> None:
+        pieces.append((text, tm[4] * cm[0] + tm[5] * cm[2] + cm[4]))
+
+    plain = extract(visitor_text=visit) or ""
+    if "".join(text for text, _ in pieces) != plain:
+        return plain
+    return tables_as_markdown(_lines(pieces))
+
+
+def _lines(pieces: list[tuple[str, float]]) -> list[_Line]:
+    lines = [_Line()]
+    for text, x in pieces:
+        first, *rest = text.split("\n")
+        line = lines[-1]
+        line.text += first
+        if first.strip() and line.pieces is not None:
+            line.pieces.append((x, first.strip()))
+        for part in rest:
+            # Text after a line break inside one piece: where it starts is not known.
+            lines.append(_Line(part, [] if not part.strip() else None))
+    return lines
+
+
+def tables_as_markdown(lines: list[_Line]) -> str:
+    """The lines' text, each block that is a table written as a Markdown table between blank lines."""
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        end, table = _table_at(lines, i)
+        if table is None:
+            out.append(lines[i].text)
+            i += 1
+            continue
+        out.extend(["", *table, ""])
+        i = end
+    return "\n".join(out)
+
+
+def _table_at(lines: list[_Line], start: int) -> tuple[int, list[str] | None]:
+    """The end of the table that starts at ``lines[start]`` and its Markdown, or (start, None)."""
+    if not _is_row(lines[start]):
+        return start, None
+    block: list[_Line] = []
+    for line in lines[start:]:
+        if not (_is_row(line) or _is_continuation(line, block)):
+            break
+        block.append(line)
+    # The longest run of these lines that is a table (a list or prose may follow it directly).
+    for length in range(len(block), 1, -1):
+        rows = _cells(block[:length])
+        if rows:
+            return start + length, _markdown(rows)
+    return start, None
+
+
+def _is_row(line: _Line) -> bool:
+    return line.pieces is not None and len(line.pieces) >= 2
+
+
+def _is_continuation(line: _Line, block: list[_Line]) -> bool:
+    """One piece, starting at a column of the block other than its first: the rest of a wrapped cell."""
+    if not block or line.pieces is None or len(line.pieces) != 1:
+        return False
+    starts = [x for row in block if _is_row(row) for x, _ in row.pieces]
+    x = line.pieces[0][0]
+    return x > min(starts) + COLUMN_TOLERANCE and any(abs(x - s) <= COLUMN_TOLERANCE for s in starts)
+
+
+def _cells(block: list[_Line]) -> list[list[str]] | None:
+    """The block's rows as cells, one per column, or None when the block is not a table."""
+    rows = [line for line in block if _is_row(line)]
+    if len(rows) < 2:
+        return None
+    columns = _columns([x for row in rows for x, _ in row.pieces])
+    used = [0] * len(columns)
+    table: list[list[str]] = []
+    for line in block:
+        cells = [""] * len(columns)
+        for x, text in line.pieces:
+            column = _column_of(x, columns)
+            if column is None:
+                return None  # a piece between columns: not a table's row
+            # A second piece in a cell is the cell's text wrapped onto another line.
+            cells[column] = f"{cells[column]} {text.replace('|', '/')}".strip()
+        if _is_row(line):
+            for column, cell in enumerate(cells):
+                used[column] += bool(cell)
+            table.append(cells)
+        else:  # a wrapped cell's next line
+            table[-1] = [f"{a} {b}".strip() for a, b in zip(table[-1], cells)]
+    if len(columns) < 2 or min(used) < max(2, math.ceil(len(rows) / 2)):
+        return None
+    if any(all(not row[c] or _LIST_MARKER.match(row[c]) for row in table) for c in range(len(columns))):
+        return None  # a list whose markers are pieces of their own
+    return table
+
+
+def _columns(starts: list[float]) -> list[float]:
+    columns: list[float] = []
+    for x in sorted(starts):
+        if not columns or x - columns[-1] > COLUMN_TOLERANCE:
+            columns.append(x)
+    return columns
+
+
+def _column_of(x: float, columns: list[float]) -> int | None:
+    for i, start in enumerate(columns):
+        if abs(x - start) <= COLUMN_TOLERANCE:
+            return i
+    return None
+
+
+def _markdown(rows: list[list[str]]) -> list[str]:
+    """The first row as the header (a PDF does not say which rows are headers; the first usually is)."""
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    return [lines[0], "|" + " --- |" * len(rows[0]), *lines[1:]]
