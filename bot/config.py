@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     dense_weight: float = Field(default=0.5, ge=0.0, le=1.0, validation_alias="LOREBOT_DENSE_WEIGHT")
     candidates: int = Field(default=50, ge=10, le=1000, validation_alias="LOREBOT_CANDIDATES")
     min_similarity: float = Field(default=0.39, ge=-1.0, le=1.0, validation_alias="LOREBOT_MIN_SIMILARITY")
+    # Mend a question's typos and workplace shorthand ("reimbursment", "ppl") from the words of the
+    # documents its channel may see, before searching (knowledge/query_words.py).
+    mend_questions: bool = Field(default=True, validation_alias="LOREBOT_MEND_QUESTIONS")
     # Extractive answers: the unit that answers leads; at most this many units are quoted, and what
     # follows the lead (which is always quoted whole) stays within this many characters.
     answer_max_units: int = Field(default=3, ge=1, le=20, validation_alias="LOREBOT_ANSWER_MAX_UNITS")

@@ -65,6 +65,9 @@ def _slack_bot(settings: Settings, credentials: SlackCredentials, console: Conso
         where = f"Weaviate at {settings.weaviate_url}" if settings.weaviate_url else "the index"
         console.print(f"Checking the Slack token, loading the embedding model and {where}…")
         bot = build_slack_bot(services, credentials)  # checks the token first, then loads the model
+        # The words questions are mended from (seconds on a large index): read now, not on the first question.
+        threading.Thread(target=services.retriever.refresh_vocabulary, kwargs={"unless_built": True},
+                         name="lorebot-vocabulary", daemon=True).start()
         console.print(services.check_generation_server())
         try:
             yield bot

@@ -6,6 +6,8 @@ collapsed to one passage per document, and the relevance floor decides whether a
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from itertools import pairwise
 from dataclasses import dataclass, field
@@ -16,8 +18,15 @@ from knowledge.access import Audience, filter_for
 from knowledge.chunking import strip_overlap
 from knowledge.embedding import Embedder
 from knowledge.errors import QuestionError
+from knowledge.query_words import QueryVocabulary, dictionary_words
 from knowledge.stores.base import SearchMode, SearchRequest, VectorStore
 from knowledge.types import Passage, PassagePiece, ScoredChunk, StoredChunk
+
+log = logging.getLogger(__name__)
+
+# How often (seconds) a question may start a look at whether the index changed since its vocabulary
+# was built (a rebuild, if so, runs beside the questions; they use the vocabulary they have).
+VOCABULARY_RECHECK_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,9 @@ class RetrievalOptions:
     candidates: int = 50
     dense_weight: float = 0.5
     min_similarity: float = 0.39
+    # Mend typos and shorthand in a question from the words of the documents its audience may see
+    # (knowledge.query_words) before searching.
+    mend_questions: bool = True
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,8 @@ class Retrieval:
     # The best cosine similarity among all passages the audience may see, kept or not (None: none
     # at all): how close the question came to the floor, for monitoring.
     top_similarity: float | None = None
+    # The question as searched: typos and shorthand mended (the question itself if none).
+    searched: str | None = None
 
     @property
     def found(self) -> bool:
@@ -54,20 +68,80 @@ class Retriever:
     store: VectorStore
     embedder: Embedder
     options: RetrievalOptions = field(default_factory=RetrievalOptions)
+    _vocabulary: QueryVocabulary | None = field(default=None, init=False, repr=False)
+    _vocabulary_of: object = field(default=None, init=False, repr=False)
+    _vocabulary_checked: float | None = field(default=None, init=False, repr=False)  # None: never built
+    _vocabulary_refreshing: bool = field(default=False, init=False, repr=False)
+    _vocabulary_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _vocabulary_build_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def search(
         self, question: str, audience: Audience, *, k: int | None = None, mode: SearchMode | None = None
     ) -> tuple[list[Passage], dict[str, float]]:
         """The top ``k`` passages (one per document) the audience may see, best first, no floor."""
-        passages, timings, _ = self._search(question, audience, k=k, mode=mode)
+        passages, timings, _, _ = self._search(question, audience, k=k, mode=mode)
         return passages, timings
+
+    def mend(self, question: str, audience: Audience) -> str:
+        """The question with typos and shorthand mended from the words of the documents
+        ``audience`` may see (see :mod:`knowledge.query_words`); unchanged when mending is off."""
+        access = filter_for(audience)
+        vocabulary = self._current_vocabulary() if self.options.mend_questions else None
+        return question if vocabulary is None else vocabulary.mend(question, access.allowed)
+
+    def refresh_vocabulary(self, *, unless_built: bool = False) -> None:
+        """Rebuild the vocabulary questions are mended from if the index changed since it was built
+        (documents added, edited, removed or rescoped). Questions keep the one they have meanwhile.
+        ``unless_built``: nothing to do if it was built already (say by a warm-up at start)."""
+        with self._vocabulary_build_lock:
+            if unless_built and self._vocabulary_checked is not None:
+                return
+            try:
+                listed = frozenset((d.doc_id, d.content_hash, d.scope.labels) for d in self.store.list_documents())
+                if listed != self._vocabulary_of:
+                    vocabulary = QueryVocabulary.build(
+                        ((chunk.scope.labels, chunk.text)
+                         for batch in self.store.export_documents() for chunks in batch.values() for chunk in chunks),
+                        dictionary=dictionary_words(self.embedder))
+                    with self._vocabulary_lock:
+                        self._vocabulary, self._vocabulary_of = vocabulary, listed
+            except Exception as e:  # mending is a help, never a reason not to answer
+                log.warning("questions are searched as asked: the index's words could not be read: %s", e)
+                with self._vocabulary_lock:
+                    self._vocabulary, self._vocabulary_of = None, None
+            finally:
+                with self._vocabulary_lock:
+                    self._vocabulary_checked = time.monotonic()
+                    self._vocabulary_refreshing = False
+
+    def _current_vocabulary(self) -> QueryVocabulary | None:
+        """The vocabulary to mend with. The first question builds it (an index's first minutes see
+        its first questions); after that, a question at most every ``VOCABULARY_RECHECK_S`` starts
+        a refresh on a thread of its own and goes on with the vocabulary there is: reading the
+        index's words never holds a question up."""
+        with self._vocabulary_lock:
+            checked, busy = self._vocabulary_checked, self._vocabulary_refreshing
+            due = checked is not None and not busy and time.monotonic() - checked >= VOCABULARY_RECHECK_S
+            if due:
+                self._vocabulary_refreshing = True
+            vocabulary = self._vocabulary
+        if checked is None:
+            self.refresh_vocabulary(unless_built=True)
+            with self._vocabulary_lock:
+                return self._vocabulary
+        if due:
+            threading.Thread(target=self.refresh_vocabulary, name="lorebot-vocabulary", daemon=True).start()
+        return vocabulary
 
     def _search(
         self, question: str, audience: Audience, *, k: int | None, mode: SearchMode | None
-    ) -> tuple[list[Passage], dict[str, float], np.ndarray | None]:
+    ) -> tuple[list[Passage], dict[str, float], np.ndarray | None, str]:
         access = filter_for(audience)  # refuses an empty audience before any work is done
         if not question or not any(ch.isalnum() for ch in question):
             raise QuestionError("the question is empty: ask something in words")
+        began = time.perf_counter()
+        question = self.mend(question, audience)
+        mend_ms = (time.perf_counter() - began) * 1000
         k = k or self.options.k
         candidates = max(self.options.candidates, k * 4)  # room to collapse chunks into documents
         timings: dict[str, float] = {}
@@ -87,16 +161,16 @@ class Retriever:
         hits = self.store.search(request, access)
         # The store may embed while it searches: "search" is the time beyond embedding.
         timings.setdefault("embed", 0.0)
-        timings["search"] = (time.perf_counter() - started) * 1000 - timings["embed"]
-        return collapse_by_document(hits)[:k], timings, (embedded[0] if embedded else None)
+        timings["search"] = (time.perf_counter() - started) * 1000 - timings["embed"] + mend_ms
+        return collapse_by_document(hits)[:k], timings, (embedded[0] if embedded else None), question
 
     def retrieve(self, question: str, audience: Audience, *, k: int | None = None) -> Retrieval:
         """The passages good enough to answer from: at or above the relevance floor."""
-        passages, timings, vector = self._search(question, audience, k=k, mode=None)
+        passages, timings, vector, searched = self._search(question, audience, k=k, mode=None)
         good = tuple(p for p in passages if p.similarity >= self.options.min_similarity)
         top = max((p.similarity for p in passages), default=None)
         return Retrieval(question=question, passages=good, timings_ms=timings, question_vector=vector,
-                         top_similarity=top)
+                         top_similarity=top, searched=searched)
 
 
 def collapse_by_document(hits: list[ScoredChunk], *, max_chunks: int = 3, companion_ratio: float = 0.5) -> list[Passage]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -91,3 +92,60 @@ def test_an_empty_question_is_refused(handbook_services):
 
     with pytest.raises(QuestionError):
         handbook_services.retriever.search(" ?! ", Audience.for_conversation("C0GENERAL"))
+
+
+def test_typos_and_shorthand_are_mended_before_searching(handbook_services):
+    retriever = handbook_services.retriever
+    assert retriever.mend("how many ppl work here", Audience.for_conversation("C0SALES")) == "how many people work here"
+    retrieval = retriever.retrieve("how many ppl work here", Audience.for_conversation("C0SALES"))
+    assert retrieval.found and retrieval.searched == "how many people work here"
+    assert retrieval.passages[0].source.endswith("public/company-overview.md")
+
+
+def test_mending_uses_only_words_of_documents_the_channel_may_see(handbook_services):
+    # "contingency" is a word of a finance-only document: #finance gets it mended, #general does not.
+    retriever = handbook_services.retriever
+    question = "how big is the contingncy reserve"
+    assert retriever.mend(question, Audience.for_conversation("C0FINANCE")) == "how big is the contingency reserve"
+    assert retriever.mend(question, Audience.for_conversation("C0GENERAL")) == question
+
+
+def test_the_vocabulary_follows_the_index_without_holding_questions_up(tmp_path, hashing_embedder, monkeypatch):
+    from bot.app import build_services
+    from bot.config import load_settings
+    import knowledge.retrieval as retrieval_module
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Office\n\nThe office opens at nine.\n")
+    services = build_services(load_settings(data_dir=tmp_path / "data"), embedder=hashing_embedder)
+    try:
+        services.ingestor.ingest_paths([docs], scope=Scope.public())
+        retriever, everyone = services.retriever, Audience.for_conversation("C0GENERAL")
+        assert retriever.mend("is there a gym reimbursment", everyone) == "is there a gym reimbursment"  # no such word yet
+
+        (docs / "b.md").write_text("# Perks\n\nThe gym reimbursement is 60 USD a month.\n")
+        services.ingestor.ingest_paths([docs], scope=Scope.public())
+        assert retriever.mend("is there a gym reimbursment", everyone) == "is there a gym reimbursment"  # not rechecked yet
+
+        monkeypatch.setattr(retrieval_module, "VOCABULARY_RECHECK_S", 0.0)
+        deadline = time.monotonic() + 30
+        while retriever.mend("is there a gym reimbursment", everyone) != "is there a gym reimbursement":
+            assert time.monotonic() < deadline, "the vocabulary was never refreshed"
+            time.sleep(0.05)  # the refresh runs beside the questions; each question starts one when due
+
+        (docs / "b.md").unlink()
+        services.ingestor.ingest_paths([docs], scope=Scope.public(), prune=True)
+        retriever.refresh_vocabulary()
+        assert retriever.mend("is there a gym reimbursment", everyone) == "is there a gym reimbursment"  # its only document is gone
+    finally:
+        services.close()
+
+
+def test_mending_can_be_turned_off(handbook_services):
+    import dataclasses
+
+    retriever = dataclasses.replace(handbook_services.retriever,
+                                    options=dataclasses.replace(handbook_services.retriever.options,
+                                                                mend_questions=False))
+    assert retriever.mend("how many ppl work here", Audience.for_conversation("C0SALES")) == "how many ppl work here"

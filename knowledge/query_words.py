@@ -1,0 +1,184 @@
+"""Typos and workplace shorthand in a question, mended from the words of the documents it may see.
+
+Slack questions are typed fast: "is there a gym reimbursment", "how many ppl work here", "who's our
+vp eng". The embedding model and BM25 both read such words poorly, and a question that would be
+answered lands under the relevance floor. Before a question is searched:
+
+- a word from a short, general list of workplace abbreviations ("ppl", "eng", "mgr") is spelt out,
+  unless the documents the audience may see use the abbreviation itself;
+- a word the audience's documents never use is replaced by the word one edit away (a letter added,
+  dropped, changed, or two swapped) that those documents use most; when they use another form of
+  it (the same stem), only by a word of that stem ("reimbursment" → "reimbursement").
+
+A word the embedding model's own tokenizer knows whole ("drone", "jury") is a real word even where
+the documents never use it, and is only ever re-spelt into a form of the same stem: a question
+about something the documents do not cover must stay that question.
+
+Only the question changes, and only into words of documents the audience may see: every word is
+kept with the scopes of the documents that use it, and a candidate counts only through scopes the
+audience is allowed. Whether a word is mended, and into what, therefore depends on the visible
+documents alone, so it cannot tell anyone whether a private document uses a word.
+
+The vocabulary is built once from the index's chunks (a symmetric-delete table: each word under its
+one-letter deletions), so mending a question costs a few dictionary look-ups per unknown word.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from knowledge.stores.memory_keywords import Analyzer
+
+# Common, generic workplace shorthand. Spelt out only where the visible documents do not use the
+# short form themselves (a handbook that says "PTO" keeps "pto").
+ABBREVIATIONS: dict[str, str] = {
+    "ppl": "people", "eng": "engineering", "engg": "engineering", "mgr": "manager", "mgrs": "managers",
+    "mgmt": "management", "dept": "department", "depts": "departments", "pto": "paid time off",
+    "ooo": "out of office", "wfh": "work from home", "eod": "end of day", "eow": "end of week",
+    "mtg": "meeting", "mtgs": "meetings", "yr": "year", "yrs": "years", "mo": "month", "mos": "months",
+    "wk": "week", "wks": "weeks", "hrs": "hours", "mins": "minutes", "reimb": "reimbursement",
+    "acct": "account", "accts": "accounts", "appt": "appointment", "approx": "approximately",
+    "govt": "government", "msg": "message", "msgs": "messages", "info": "information",
+    "req": "request", "reqs": "requests", "reqd": "required", "emp": "employee", "emps": "employees",
+    "docs": "documents", "doc": "document", "prod": "production", "perf": "performance",
+    "bday": "birthday", "hq": "headquarters", "vacay": "vacation", "convo": "conversation",
+    "bc": "because", "thx": "thanks",
+}
+# Words typed without their apostrophe: never "mended" into a document word one letter away
+# ("dont" is not "done").
+_CONTRACTIONS = frozenset("""
+whats dont cant wont isnt arent doesnt didnt wasnt werent hasnt havent hadnt shouldnt couldnt wouldnt
+im ive id ill youre youve youll theyre theyve thats theres heres hows wheres whos whens lets its
+""".split())
+MIN_LENGTH = 4  # shorter words are too often another word one letter away
+# ... and into a word of another stem, only from this long ("wifi" is not "wiki").
+MIN_LENGTH_ANOTHER_WORD = 5
+MAX_LENGTH = 30
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+@dataclass
+class QueryVocabulary:
+    """The words of an index, each with how often it is used under each scope label."""
+
+    words: dict[str, dict[str, int]] = field(default_factory=dict)
+    stems: dict[str, set[str]] = field(default_factory=dict)
+    deletions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    # Real words whatever the documents say (see dictionary_words); None: none known, and then no
+    # word is mended into a word of another stem.
+    dictionary: frozenset[str] | None = None
+    analyzer: Analyzer = field(default_factory=Analyzer, repr=False)
+
+    @classmethod
+    def build(cls, texts: Iterable[tuple[Iterable[str], str]], *,
+              dictionary: frozenset[str] | None = None) -> QueryVocabulary:
+        """From ``(scope labels, text)`` pairs, one per chunk."""
+        vocabulary = cls(dictionary=dictionary)
+        for labels, text in texts:
+            vocabulary.add(frozenset(labels), text)
+        return vocabulary
+
+    def add(self, labels: frozenset[str], text: str) -> None:
+        for word in _WORD.findall(text.lower()):
+            counts = self.words.get(word)
+            if counts is None:
+                counts = self.words[word] = {}
+                if MIN_LENGTH <= len(word) <= MAX_LENGTH:
+                    for key in (word, *_deletions(word)):
+                        self.deletions[key].add(word)
+            for label in labels:
+                counts[label] = counts.get(label, 0) + 1
+            for stem in self.analyzer.terms(word):
+                self.stems.setdefault(stem, set()).update(labels)
+
+    def uses(self, word: str, allowed: frozenset[str]) -> int:
+        """How often documents under ``allowed`` use ``word`` (0: never, or only documents the
+        audience may not see)."""
+        return sum(n for label, n in self.words.get(word, {}).items() if label in allowed)
+
+    def knows(self, word: str, allowed: frozenset[str]) -> bool:
+        """True when a visible document uses the word or another form of it (its stem)."""
+        if self.uses(word, allowed):
+            return True
+        stems = self.analyzer.terms(word)
+        return bool(stems) and all(self.stems.get(s, set()) & allowed for s in stems)
+
+    def mend(self, question: str, allowed: frozenset[str]) -> str:
+        """The question with its shorthand spelt out and its typos mended (see the module's notes);
+        the question itself when nothing needs mending.
+
+        >>> v = QueryVocabulary.build([(["public"], "Gym reimbursement: 60 USD. We are 118 people. Ask the vendor.")],
+        ...                           dictionary=frozenset({"drone"}))
+        >>> v.mend("is there a gym reimbursment? how many ppl", frozenset({"public"}))
+        'is there a gym reimbursement? how many people'
+        >>> v.mend("who signs off for a drone pilot? or a vendro", frozenset({"public"}))
+        'who signs off for a drone pilot? or a vendor'
+        >>> v.mend("is there a gym reimbursment?", frozenset({"C0OTHER"}))
+        'is there a gym reimbursment?'
+        """
+
+        def replace(match: re.Match) -> str:
+            word = match.group()
+            mended = self._mend_word(word.lower(), allowed)
+            return word if mended is None else mended
+
+        return _WORD.sub(replace, question)
+
+    def _mend_word(self, word: str, allowed: frozenset[str]) -> str | None:
+        if word in ABBREVIATIONS:
+            return None if self.uses(word, allowed) else ABBREVIATIONS[word]
+        if not MIN_LENGTH <= len(word) <= MAX_LENGTH or word in _CONTRACTIONS:
+            return None
+        if self.uses(word, allowed):
+            return None
+        candidates = {c for key in (word, *_deletions(word)) for c in self.deletions.get(key, ())}
+        candidates = {c for c in candidates if _one_edit(word, c)}
+        if (self.knows(word, allowed) or self.dictionary is None or word in self.dictionary
+                or len(word) < MIN_LENGTH_ANOTHER_WORD):
+            # Another form of a word the documents use ("reimbursment" stems as "reimbursement"
+            # does), or a real word: spelt as the documents spell it, never turned into another word.
+            stems = self.analyzer.terms(word)
+            candidates = {c for c in candidates if self.analyzer.terms(c) == stems}
+        best = max(((self.uses(c, allowed), c) for c in candidates), default=(0, ""),
+                   key=lambda pair: (pair[0], -len(pair[1]), pair[1]))
+        return best[1] if best[0] else None
+
+
+def dictionary_words(embedder: object) -> frozenset[str] | None:
+    """The whole words of the embedding model's tokenizer vocabulary (WordPiece or SentencePiece),
+    lower-cased; None when the embedder does not show its tokenizer."""
+    tokenizer = getattr(getattr(embedder, "model", None), "tokenizer", None) or getattr(embedder, "tokenizer", None)
+    try:
+        vocabulary = tokenizer.get_vocab()
+    except Exception:
+        return None
+    words = (token.removeprefix("▁").removeprefix("Ġ") for token in vocabulary if not token.startswith("##"))
+    return frozenset(w.lower() for w in words if len(w) >= MIN_LENGTH and w.isalpha()) or None
+
+
+def _deletions(word: str) -> set[str]:
+    return {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """True when ``b`` is ``a`` with one letter added, dropped, changed, or two neighbours swapped.
+
+    >>> _one_edit("reimbursment", "reimbursement"), _one_edit("teh", "the"), _one_edit("cat", "dog")
+    (True, True, False)
+    """
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    if len(a) < len(b):
+        return a[i:] == b[i + 1:]
+    rest = i + 1
+    if a[rest:] == b[rest:]:
+        return True
+    return rest < len(a) and a[i] == b[rest] and a[rest] == b[i] and a[rest + 1:] == b[rest + 1:]
