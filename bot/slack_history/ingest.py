@@ -124,6 +124,7 @@ class _ChannelRead:
     start: str | None = None  # history was read from here (None: all of it)
     parents: set[str] = field(default_factory=set)  # the ts of every thread parent in the history read
     listed_public: bool | None = None  # the channel's cursor said public when the read began (None: not listed)
+    began: datetime = field(default_factory=lambda: datetime.now(UTC))  # when reading the channel began
     whole_from: datetime | None = None  # the whole history was read, beginning then
     marks: dict[str, str] = field(default_factory=dict)  # each thread read: its read_fingerprint
     unmark: list[str] = field(default_factory=list)  # marked threads no longer in the history
@@ -165,6 +166,8 @@ class SlackIngest:
         # cursors moved on as the channels are now, not as they were when the read began.
         with self.ingestor.store.exclusive_writer():
             reads = self._changed_meanwhile(reads, report)
+            for read in reads:
+                self._drop_superseded(read)
             documents = [doc for read in reads for doc in read.documents]
             self.ingestor.ingest_documents(documents, report=report.documents, allow_widen=allow_widen)
             report.documents.removed += self._remove(read.gone for read in reads)
@@ -174,6 +177,7 @@ class SlackIngest:
 
     def _read(self, channel_id: str, *, since: datetime | None, public: bool, indexed: list[DocumentInfo],
               channel: Channel | None = None) -> _ChannelRead:
+        began = datetime.now(UTC)  # a change after this may be missed by what is read below
         cursor = self.sync_state.cursor(channel_id)
         channel = channel or reader.open_channel(self.client, channel_id)
         if public and not channel.is_public:
@@ -183,7 +187,6 @@ class SlackIngest:
         if since is not None and not rescoping:
             read = self._read_from(channel, scope=scope, start=f"{since.timestamp():.6f}", changed_after=None)
         elif cursor is None or rescoping or self._full_read_due(cursor):
-            began = datetime.now(UTC)  # a change after this may be missed by the listing read below
             marks = self.sync_state.thread_marks(channel_id)
             # A first read or a change of scope reads every thread; a scheduled full read, only
             # those the listing shows changed, those a catch-up would re-read (in the look-back),
@@ -199,6 +202,7 @@ class SlackIngest:
         else:
             read = self._read_from(channel, scope=scope, start=f"{self._lookback_start(cursor):.6f}",
                                    changed_after=cursor.newest_ts)
+        read.began = began
         read.public = public
         read.listed_public = None if cursor is None else cursor.public
         read.gone += _vanished(read, indexed)
@@ -231,6 +235,20 @@ class SlackIngest:
                 read.public = False
             kept.append(read)
         return kept
+
+    def _drop_superseded(self, read: _ChannelRead) -> None:
+        """Leave out the threads a message event re-read after this read began: what the event
+        wrote is at least as fresh (a change after its read has an event of its own), and a run
+        reads for minutes, so its older copy must not overwrite it, nor its mark the event's."""
+        marks = self.sync_state.thread_marks(read.channel.id) if read.marks else {}
+        newer = {ts for ts in read.marks if ts in marks and marks[ts].checked_at > read.began}
+        if not newer:
+            return
+        superseded = {slack_doc_id(read.channel.id, ts) for ts in newer}
+        read.documents = [doc for doc in read.documents if doc.doc_id not in superseded]
+        read.gone = [doc_id for doc_id in read.gone if doc_id not in superseded]
+        for ts in newer:
+            del read.marks[ts]
 
     def _read_from(self, channel: Channel, *, scope: Scope, start: str | None, changed_after: str | None,
                    marks: dict[str, ThreadMark] | None = None, recent_from: str | None = None,

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
@@ -216,6 +216,7 @@ class SlackSync:
     def refresh_thread(self, channel: Channel, thread_ts: str, *, scope: Scope) -> int:
         """Read the thread again and write its document; returns how many replies it has, or -1
         when nothing in it is left to index (its document is removed)."""
+        began = datetime.now(UTC)  # its mark says what was known then: a run that began earlier writes no older copy
         messages = reader.thread(self.history.client, channel.id, thread_ts, page_size=self.history.options.page_size)
         doc = thread_document(channel, messages, me=self.me, scope=scope, options=self.history.options.documents)
         if doc is None:
@@ -223,7 +224,7 @@ class SlackSync:
         elif not self._write(channel.id, [doc]):
             return len(messages) - 1  # not marked: the next full read reads it again
         if messages:
-            self.history.sync_state.mark_threads(channel.id, {thread_ts: read_fingerprint(messages)})
+            self.history.sync_state.mark_threads(channel.id, {thread_ts: read_fingerprint(messages)}, checked_at=began)
         return -1 if doc is None else len(messages) - 1
 
     def refresh_group(self, channel: Channel, ts: str, *, scope: Scope) -> str:

@@ -112,6 +112,24 @@ def test_a_catch_up_reading_while_the_channel_is_made_private_writes_nothing_pub
     assert lorebot.history.sync_state.cursor("C0ALL").public is False
 
 
+def test_a_sync_that_read_a_thread_before_an_event_does_not_write_its_older_copy_over_it(slack, lorebot) -> None:
+    parent = slack.add_message("C0ENG", user="U0ANA", text="Which port does the cache use?", ts=at(BASE, 0))
+    reply = slack.add_message("C0ENG", user="U0BEN", text="Port 6379 by default", thread_ts=parent, ts=at(BASE, 1))
+    lorebot.history.run(["C0ENG"])
+    slack.add_message("C0ENG", user="U0CAT", text="Use TLS too", thread_ts=parent, ts=at(BASE, 2))  # event missed
+
+    def meanwhile(done: int, total: int) -> None:
+        # The run has read the thread (6379) and not written yet; an edit arrives and is applied.
+        slack.edit_message("C0ENG", reply, "Port 6380 since the migration")
+        lorebot.on_message(sr.message_changed("Port 6380 since the migration", channel="C0ENG", ts=reply,
+                                              previous_text="Port 6379 by default", user="U0BEN", thread_ts=parent))
+
+    lorebot.history.run(["C0ENG"], progress=meanwhile)
+
+    text = indexed(lorebot)
+    assert "6380" in text and "6379" not in text and "Use TLS" in text
+
+
 def test_a_catch_up_reading_while_the_channel_is_archived_lists_nothing_again(slack, lorebot) -> None:
     slack.add_channel("C0ENG", name="eng")
     slack.add_message("C0ENG", user="U0ANA", text="Lunch is at noon")
