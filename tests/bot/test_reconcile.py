@@ -269,12 +269,14 @@ def test_the_scheduler_runs_the_five_jobs_as_configured(tmp_path):
     finally:
         scheduler.shutdown()
 
-    assert set(jobs) == {"reconcile", "export", "train", "reingest", "slack-sync"}
+    assert set(jobs) == {"reconcile", "export", "train", "reingest", "slack-sync", "unit-vectors"}
     assert {job.executor for job in jobs.values()} == {"exclusive"}
     assert jobs["reconcile"].trigger.interval == timedelta(minutes=15)
     assert jobs["reingest"].trigger.interval == timedelta(hours=1)
     assert jobs["slack-sync"].trigger.interval == timedelta(minutes=30)
     assert jobs["slack-sync"].func_ref == "bot.jobs:sync_slack_history"
+    assert jobs["unit-vectors"].trigger.interval == timedelta(hours=24)
+    assert jobs["unit-vectors"].func_ref == "bot.jobs:prune_unit_vectors"
     export, train = jobs["export"].next_run_time, jobs["train"].next_run_time
     assert (export.hour, export.minute) == (2, 0) and export - datetime.now(timezone.utc) <= timedelta(days=1)
     assert (train.weekday(), train.hour, train.minute) == (5, 4, 30)
