@@ -33,7 +33,8 @@ KNOWLEDGE_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_mess
 _USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 # What begins a message's paragraph (``U0ABC (2026-03-04 10:15 UTC): ``), written inside a message:
 # a chunk cut there would read as that person's message, and sources would name them its author.
-_AUTHOR_LOOKALIKE = re.compile(r"(?<![\w@])([UW][A-Z0-9]{2,}) (\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\):)")
+# Anywhere, even glued to a word: the chunker cuts a run of letters longer than a chunk mid-word.
+_AUTHOR_LOOKALIKE = re.compile(r"(?<!@)([UW][A-Z0-9]{2,}) (\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\):)")
 TITLE_EXCERPT_CHARS = 60
 
 
@@ -89,8 +90,8 @@ def message_text(text: str) -> str:
 
     >>> message_text("ask <@U0ANA> about\\n\\n<https://wiki.example/x|the runbook> &amp; <!here>")
     'ask @U0ANA about the runbook &'
-    >>> message_text("as U0CEO (2026-01-05 09:00 UTC): said")
-    'as @U0CEO (2026-01-05 09:00 UTC): said'
+    >>> message_text("as U0CEO (2026-01-05 09:00 UTC): said, xxU0CEO (2026-01-05 09:00 UTC): too")
+    'as @U0CEO (2026-01-05 09:00 UTC): said, xx@U0CEO (2026-01-05 09:00 UTC): too'
     """
     words = plain_text(_USER_MENTION.sub(lambda m: f"@{m.group(1)}", text))
     return _AUTHOR_LOOKALIKE.sub(r"@\1 \2", words)
