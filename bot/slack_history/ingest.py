@@ -177,7 +177,7 @@ class SlackIngest:
 
     def _read(self, channel_id: str, *, since: datetime | None, public: bool, indexed: list[DocumentInfo],
               channel: Channel | None = None) -> _ChannelRead:
-        began = datetime.now(UTC)  # a change after this may be missed by what is read below
+        began = self.sync_state.now()  # a change after this may be missed by what is read below
         cursor = self.sync_state.cursor(channel_id)
         channel = channel or reader.open_channel(self.client, channel_id)
         if public and not channel.is_public:
@@ -237,18 +237,25 @@ class SlackIngest:
         return kept
 
     def _drop_superseded(self, read: _ChannelRead) -> None:
-        """Leave out the threads a message event re-read after this read began: what the event
-        wrote is at least as fresh (a change after its read has an event of its own), and a run
-        reads for minutes, so its older copy must not overwrite it, nor its mark the event's."""
-        marks = self.sync_state.thread_marks(read.channel.id) if read.marks else {}
+        """Leave out what a message event re-read after this read began: what the event wrote is at
+        least as fresh (a change after its read has an event of its own), and a run reads for
+        minutes, so its older copy must not overwrite it. Threads are told apart by their marks;
+        for messages outside threads the channel has one stamp, so on a conflict none of this
+        read's groups are written or removed, and a full read stays due (it is done again next time)."""
+        channel_id = read.channel.id
+        marks = self.sync_state.thread_marks(channel_id) if read.marks else {}
         newer = {ts for ts in read.marks if ts in marks and marks[ts].checked_at > read.began}
-        if not newer:
-            return
-        superseded = {slack_doc_id(read.channel.id, ts) for ts in newer}
-        read.documents = [doc for doc in read.documents if doc.doc_id not in superseded]
-        read.gone = [doc_id for doc_id in read.gone if doc_id not in superseded]
+        superseded = {slack_doc_id(channel_id, ts) for ts in newer}
         for ts in newer:
             del read.marks[ts]
+        cursor = self.sync_state.cursor(channel_id)
+        if cursor is not None and cursor.groups_changed_at is not None and cursor.groups_changed_at > read.began:
+            threads = {slack_doc_id(channel_id, ts) for ts in read.parents}
+            superseded |= {doc.doc_id for doc in read.documents if doc.doc_id not in threads}
+            superseded |= {doc_id for doc_id in read.gone if doc_id not in threads}
+            read.whole_from = None
+        read.documents = [doc for doc in read.documents if doc.doc_id not in superseded]
+        read.gone = [doc_id for doc_id in read.gone if doc_id not in superseded]
 
     def _read_from(self, channel: Channel, *, scope: Scope, start: str | None, changed_after: str | None,
                    marks: dict[str, ThreadMark] | None = None, recent_from: str | None = None,

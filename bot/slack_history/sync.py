@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
@@ -179,12 +179,18 @@ class SlackSync:
         except Exception:
             log.error("could not update the index for a message in %s; the next sync will", change.channel_id,
                       exc_info=True)
-            self.events_missed()
+            self._request_full_read(change.channel_id)
             return "failed"
 
+    def _request_full_read(self, channel_id: str) -> None:
+        try:
+            self.history.sync_state.request_full_read(channel_id)
+        except Exception:  # the database is down: the daily full read still comes
+            log.warning("could not ask for a full read of %s", channel_id, exc_info=True)
+
     def events_missed(self) -> None:
-        """Events may not have been applied until now (the bot starts listening, or applying one
-        failed): the next catch-up reads every listed channel whole. Never raises."""
+        """Events may not have reached lorebot until now (a bot process starts listening): the next
+        catch-up reads every listed channel whole. Never raises."""
         try:
             self.history.sync_state.events_missed()
         except Exception:  # the database is down: the daily full read still comes
@@ -216,21 +222,25 @@ class SlackSync:
     def refresh_thread(self, channel: Channel, thread_ts: str, *, scope: Scope) -> int:
         """Read the thread again and write its document; returns how many replies it has, or -1
         when nothing in it is left to index (its document is removed)."""
-        began = datetime.now(UTC)  # its mark says what was known then: a run that began earlier writes no older copy
+        state = self.history.sync_state
+        began = state.now()  # its mark says what was known then: a run that began earlier writes no older copy
         messages = reader.thread(self.history.client, channel.id, thread_ts, page_size=self.history.options.page_size)
         doc = thread_document(channel, messages, me=self.me, scope=scope, options=self.history.options.documents)
-        if doc is None:
-            self._remove([slack_doc_id(channel.id, thread_ts)])
-        elif not self._write(channel.id, [doc]):
-            return len(messages) - 1  # not marked: the next full read reads it again
-        if messages:
-            self.history.sync_state.mark_threads(channel.id, {thread_ts: read_fingerprint(messages)}, checked_at=began)
+        # Written and marked under one hold of the write lock: a run's write sees both or neither.
+        with self.history.ingestor.store.exclusive_writer():
+            if doc is None:
+                self._remove([slack_doc_id(channel.id, thread_ts)])
+            elif not self._write(channel.id, [doc]):
+                return len(messages) - 1  # not marked: the next full read reads it again
+            if messages:
+                state.mark_threads(channel.id, {thread_ts: read_fingerprint(messages)}, checked_at=began)
         return -1 if doc is None else len(messages) - 1
 
     def refresh_group(self, channel: Channel, ts: str, *, scope: Scope) -> str:
         """Rebuild the messages outside threads chained to ``ts`` (no gap longer than the window),
         and remove the channel's group documents in that stretch that no longer begin a group."""
         window = self.history.options.documents.window_s
+        began = self.history.sync_state.now()
         earlier, parents_before = self._chain_back(channel.id, ts, window)
         later, parents_after = self._chain_forward(channel.id, ts, window)
         messages = earlier + later
@@ -242,8 +252,10 @@ class SlackSync:
         stale = [info.doc_id for info in self._indexed(channel.id)
                  if info.doc_id not in emitted and _first_ts(info) not in parents
                  and ts_order(low) <= ts_order(_first_ts(info)) <= ts_order(high)]
-        self._write(channel.id, docs)
-        removed = self._remove(stale)
+        with self.history.ingestor.store.exclusive_writer():  # a run's write sees the groups and the stamp, or neither
+            self._write(channel.id, docs)
+            removed = self._remove(stale)
+            self.history.sync_state.groups_changed(channel.id, began)
         return f"{len(docs)} group(s) written, {removed} removed"
 
     def _chain_back(self, channel_id: str, ts: str, window: float) -> tuple[list[dict], set[str]]:

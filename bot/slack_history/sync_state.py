@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Boolean, Column, DateTime, Engine, MetaData, PrimaryKeyConstraint, String, Table, delete, select
-from sqlalchemy import update
+from sqlalchemy import func, update
 
 from training.database import create_tables, dialect_insert, reporting_outages
 
@@ -37,8 +37,11 @@ slack_sync = Table(
     Column("synced_at", DateTime(timezone=True), nullable=False),
     # Whether the channel was listed with --public (NULL: before this column existed, or not public).
     Column("public", Boolean, nullable=True),
-    # When the last read of the channel's whole history began (NULL: never, or before this column existed).
+    # When the last read of the channel's whole history began (NULL: never, before this column
+    # existed, or asked for again).
     Column("full_read_at", DateTime(timezone=True), nullable=True),
+    # When a message event last re-read (and rewrote) messages outside threads, as of its read.
+    Column("groups_changed_at", DateTime(timezone=True), nullable=True),
 )
 
 # When events may last have been missed: a bot process began listening (what happened before it
@@ -69,6 +72,7 @@ class Cursor:
     synced_at: datetime
     public: bool = False
     full_read_at: datetime | None = None
+    groups_changed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -150,13 +154,39 @@ class SyncState:
         missed = self.events_missed_at()
         if missed is not None and missed >= cursor.full_read_at:
             return True
-        return (now or datetime.now(UTC)) - cursor.full_read_at >= every
+        return (now or self.now()) - cursor.full_read_at >= every
+
+    def now(self) -> datetime:
+        """The time by the database's clock: the bot and the scheduler may run on hosts whose clocks
+        differ, and the times recorded here (reads begun, threads checked, events missed) are
+        compared across them. SQLite lives on one host: its clock is this process's."""
+        if self.engine.dialect.name != "postgresql":
+            return datetime.now(UTC)
+        with reporting_outages(self.engine), self.engine.connect() as connection:
+            return _utc(connection.execute(select(func.clock_timestamp())).scalar())
+
+    def request_full_read(self, channel_id: str) -> None:
+        """The channel's next catch-up reads its whole history (an event of it could not be applied)."""
+        with reporting_outages(self.engine), self.engine.begin() as connection:
+            connection.execute(update(slack_sync).where(slack_sync.c.channel_id == channel_id).values(full_read_at=None))
+
+    def groups_changed(self, channel_id: str, at: datetime) -> None:
+        """An event rewrote messages outside threads, from a read begun ``at``: a run that began
+        reading before then does not write its older groups over them."""
+        with reporting_outages(self.engine), self.engine.begin() as connection:
+            row = connection.execute(select(slack_sync.c.groups_changed_at).where(slack_sync.c.channel_id == channel_id)
+                                     .with_for_update()).first()
+            if row is None:
+                return
+            latest = max(at, _utc(row.groups_changed_at)) if row.groups_changed_at else at
+            connection.execute(update(slack_sync).where(slack_sync.c.channel_id == channel_id)
+                               .values(groups_changed_at=latest))
 
     def events_missed(self, at: datetime | None = None) -> None:
         """Record that message events may not have reached lorebot before ``at`` (now): a bot
         process starts listening, or one failed to apply an event. The next catch-up reads every
         listed channel whole."""
-        at = at or datetime.now(UTC)
+        at = at or self.now()
         with reporting_outages(self.engine), self.engine.begin() as connection:
             row = connection.execute(select(slack_listening.c.missed_at).where(slack_listening.c.name == _EVENTS)
                                      .with_for_update()).first()
@@ -182,7 +212,7 @@ class SyncState:
         """Record the threads just read (ts → :func:`read_fingerprint`)."""
         if not fingerprints:
             return
-        checked_at = checked_at or datetime.now(UTC)
+        checked_at = checked_at or self.now()
         rows = [{"channel_id": channel_id, "thread_ts": ts, "fingerprint": fingerprint, "checked_at": checked_at}
                 for ts, fingerprint in fingerprints.items()]
         with reporting_outages(self.engine), self.engine.begin() as connection:
@@ -208,7 +238,8 @@ class SyncState:
         ``--since`` re-read of old history keeps the newer one."""
         synced_at = synced_at or datetime.now(UTC)
         with reporting_outages(self.engine), self.engine.begin() as connection:
-            row = connection.execute(select(slack_sync.c.newest_ts, slack_sync.c.public, slack_sync.c.full_read_at)
+            row = connection.execute(select(slack_sync.c.newest_ts, slack_sync.c.public, slack_sync.c.full_read_at,
+                                            slack_sync.c.groups_changed_at)
                                      .where(slack_sync.c.channel_id == channel_id).with_for_update()).first()
             candidates = [ts for ts in (newest_ts, row.newest_ts if row else None) if ts]
             newest = max(candidates, key=ts_order) if candidates else "0"
@@ -217,11 +248,12 @@ class SyncState:
             values = {"newest_ts": newest, "synced_at": synced_at, "public": public, "full_read_at": full_read_at}
             insert = dialect_insert(self.engine, slack_sync).values(channel_id=channel_id, **values)
             connection.execute(insert.on_conflict_do_update(index_elements=[slack_sync.c.channel_id], set_=values))
-        return Cursor(channel_id, newest, synced_at, public, full_read_at)
+        return Cursor(channel_id, newest, synced_at, public, full_read_at, _utc(row.groups_changed_at) if row else None)
 
 
 def _cursor(row) -> Cursor:
-    return Cursor(row.channel_id, row.newest_ts, _utc(row.synced_at), bool(row.public), _utc(row.full_read_at))
+    return Cursor(row.channel_id, row.newest_ts, _utc(row.synced_at), bool(row.public), _utc(row.full_read_at),
+                  _utc(row.groups_changed_at))
 
 
 def _batches(items: list, size: int = 500) -> Iterable[list]:

@@ -385,7 +385,10 @@ def old_message_deleted_unseen(slack, lorebot) -> None:
     slack.delete_message("C0ENG", lonely)
 
 
-def test_an_event_lorebot_failed_to_apply_makes_the_next_catch_up_read_whole(slack, lorebot) -> None:
+def test_an_event_lorebot_failed_to_apply_makes_the_next_catch_up_read_its_channel_whole(slack, lorebot) -> None:
+    slack.add_channel("C0OPS", name="ops")
+    slack.add_message("C0OPS", user="U0ANA", text="Pager rota is on the wiki")
+    lorebot.history.run(["C0OPS"])
     old_message_deleted_unseen(slack, lorebot)
     assert sync_slack_history().outcome == "ok"
     assert "printer" in indexed(lorebot)  # not due a full read: the look-back only
@@ -397,6 +400,7 @@ def test_an_event_lorebot_failed_to_apply_makes_the_next_catch_up_read_whole(sla
 
     outcome = sync_slack_history()
     assert outcome.outcome == "ok" and "whole history read: C0ENG" in outcome.detail, outcome.detail
+    assert "C0OPS" not in outcome.detail.split("whole history read:")[1]  # the channel whose event failed only
     assert "printer" not in indexed(lorebot) and "Standup moved" in indexed(lorebot)
 
 
@@ -429,3 +433,27 @@ def test_a_thread_read_in_pages_that_repeat_its_parent_counts_it_once(slack, lor
     before = len(slack.calls("conversations.replies"))
     assert sync_slack_history().outcome == "ok"
     assert replies_read(slack, before) == []  # its mark matches the listing: not read again
+
+
+def test_a_full_read_does_not_write_back_a_group_an_event_rewrote_while_it_read(slack, lorebot) -> None:
+    lonely = slack.add_message("C0ENG", user="U0DAN", text="The printer code is 4471", ts=at(OLD, 0))
+    slack.add_message("C0ENG", user="U0DAN", text="Copies go on floor 3", ts=at(OLD, 1))
+    slack.add_message("C0ENG", user="U0CAT", text="Lunch is at noon")
+    lorebot.history.run(["C0ENG"])
+    full_read_due(lorebot)
+
+    def meanwhile(done: int, total: int) -> None:
+        # The full read has listed the history and not written yet; a deletion arrives and is applied.
+        slack.delete_message("C0ENG", lonely)
+        lorebot.on_message(sr.message_deleted(channel="C0ENG", ts=lonely, user="U0DAN",
+                                              previous_text="The printer code is 4471"))
+
+    as_the_job = replace(lorebot.history, options=replace(lorebot.history.options, catch_up=True,
+                                                          full_read_every=timedelta(hours=24)))
+    report = as_the_job.run(["C0ENG"], progress=meanwhile)
+
+    assert report.ok and report.read_whole == []  # its groups were left out: not a whole read
+    text = indexed(lorebot)
+    assert "printer" not in text and text.count("floor 3") == 1
+    outcome = sync_slack_history()  # so the next catch-up reads the channel whole again
+    assert "whole history read: C0ENG" in outcome.detail and "printer" not in indexed(lorebot)

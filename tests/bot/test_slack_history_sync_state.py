@@ -121,3 +121,29 @@ def test_events_missed_since_a_full_read_began_make_the_next_one_due(open_databa
     state.events_missed(began)  # an older report never moves the mark back
     assert SyncState(open_database()).events_missed_at() == began + timedelta(minutes=1)
     assert state.due_full_read(state.cursor("C0ENG"), day, now=soon)
+
+
+def test_times_compared_across_hosts_come_from_one_clock(open_database) -> None:
+    state = SyncState(open_database())
+    now = state.now()  # PostgreSQL's clock for a shared database; this host's for SQLite
+    assert now.tzinfo is not None and abs(now - datetime.now(UTC)) < timedelta(minutes=5)
+    state.advance("C0ENG", "1772619300.000100", full_read_at=now)
+    state.events_missed()  # stamped by the same clock: after the full read began
+    assert state.events_missed_at() >= now and state.due_full_read(state.cursor("C0ENG"), timedelta(hours=24))
+
+
+def test_a_full_read_can_be_asked_for_one_channel_and_groups_changed_only_moves_forward(open_database) -> None:
+    state = SyncState(open_database())
+    then = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
+    for channel in ("C0ENG", "C0OPS"):
+        state.advance(channel, "1772619300.000100", full_read_at=then)
+    state.request_full_read("C0ENG")
+    day, soon = timedelta(hours=24), then + timedelta(hours=1)
+    assert state.due_full_read(state.cursor("C0ENG"), day, now=soon)
+    assert not state.due_full_read(state.cursor("C0OPS"), day, now=soon)
+
+    state.groups_changed("C0ENG", then + timedelta(minutes=2))
+    state.groups_changed("C0ENG", then + timedelta(minutes=1))  # an older read's stamp never moves it back
+    state.groups_changed("C0NOPE", then)  # not listed: nothing recorded
+    assert SyncState(open_database()).cursor("C0ENG").groups_changed_at == then + timedelta(minutes=2)
+    assert state.cursor("C0NOPE") is None
