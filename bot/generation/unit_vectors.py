@@ -110,6 +110,9 @@ class UnitVectors:
                         for start in range(0, len(stale), 500):  # SQLite's limit on bound parameters
                             part = stale[start:start + 500]
                             db.execute(f"DELETE FROM unit_vectors WHERE key IN ({','.join('?' * len(part))})", part)
+                    # What was deleted must not linger in the write-ahead log either (secure_delete,
+                    # set on the connection, zeroes the freed pages of the file itself).
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error as e:
                     log.warning("could not prune unit vectors in %s: %s", self.path, e)
                     return 0
@@ -171,6 +174,7 @@ class UnitVectors:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
                 db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA secure_delete=ON")  # pruned vectors leave no bytes behind
                 db.execute("CREATE TABLE IF NOT EXISTS unit_vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
                 db.commit()
             except (sqlite3.Error, OSError) as e:

@@ -196,3 +196,17 @@ def test_pruning_keeps_vectors_stored_while_it_ran(tmp_path, hashing_embedder):
     before = hashing_embedder.encoded
     units.vectors(["A sentence ingested meanwhile."])
     assert hashing_embedder.encoded == before  # still there, not embedded again
+
+
+def test_a_pruned_vector_leaves_no_bytes_in_the_files(tmp_path, hashing_embedder):
+    units = UnitVectors(hashing_embedder, tmp_path / "units.sqlite3")
+    secret = "The root password for the db box is hunter2-XYZZY."
+    units.vectors([secret] + [f"filler sentence {i}" for i in range(200)])
+    key = units._key(secret).encode()
+    assert any(key in f.read_bytes() for f in tmp_path.iterdir())
+
+    assert units.prune([]) == 201  # the index holds none of it any more
+
+    assert not any(key in f.read_bytes() for f in tmp_path.iterdir())  # the file, its WAL, its shared memory
+    units.close()
+    assert not any(key in f.read_bytes() for f in tmp_path.iterdir())
