@@ -273,7 +273,12 @@ class SlackIngest:
                              key=ts_order, default=None)
         if marks is not None:
             recheck = self.options.recheck_per_full_read if recheck is None else recheck
-            parents = _threads_to_reread(parents, marks, recheck=recheck, recent_from=recent_from)
+            broadcasts: dict[str, list[dict]] = {}
+            for message in top:  # replies also sent to the channel, listed on their own
+                if message.get("thread_ts") not in (None, "", message["ts"]):
+                    broadcasts.setdefault(message["thread_ts"], []).append(message)
+            parents = _threads_to_reread(parents, marks, recheck=recheck, recent_from=recent_from,
+                                         broadcasts=broadcasts)
         elif changed_after is not None:  # neither new nor replied to since the last sync: not re-read
             parents = [m for m in parents if ts_order(m.get("latest_reply") or m["ts"]) > ts_order(changed_after)]
         for parent in parents:
@@ -348,7 +353,7 @@ class SlackIngest:
 
 
 def _threads_to_reread(parents: list[dict], marks: dict[str, ThreadMark], *, recheck: int,
-                       recent_from: str | None = None) -> list[dict]:
+                       recent_from: str | None = None, broadcasts: dict[str, list[dict]] | None = None) -> list[dict]:
     """The threads a full read re-reads: each one the listing shows differently from its mark (or
     never marked) or begun at ``recent_from`` or later, then the ``recheck`` others checked longest ago.
 
@@ -363,7 +368,8 @@ def _threads_to_reread(parents: list[dict], marks: dict[str, ThreadMark], *, rec
     for parent in parents:
         mark = marks.get(parent["ts"])
         recent = recent_from is not None and ts_order(parent["ts"]) >= ts_order(recent_from)
-        same = mark is not None and mark.fingerprint == listed_fingerprint(parent)
+        listed = listed_fingerprint(parent, (broadcasts or {}).get(parent["ts"], ()))
+        same = mark is not None and mark.fingerprint == listed
         (unchanged if same and not recent else changed).append(parent)
     unchanged.sort(key=lambda parent: marks[parent["ts"]].checked_at)
     return changed + unchanged[:max(0, recheck)]

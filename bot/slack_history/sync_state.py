@@ -81,27 +81,31 @@ class ThreadMark:
     checked_at: datetime
 
 
-def listed_fingerprint(parent: dict) -> str:
+def listed_fingerprint(parent: dict, broadcasts: Iterable[dict] = ()) -> str:
     """A thread as the history listing shows it: its parent's text and subtype (a deleted parent
-    turns into a tombstone), its reply count and latest reply. Equal to :func:`read_fingerprint` of
-    the same thread read with ``conversations.replies``.
+    turns into a tombstone), its reply count and latest reply, and the replies also sent to the
+    channel (``broadcasts``: Slack lists them too, so their edits show). Equal to
+    :func:`read_fingerprint` of the same thread read with ``conversations.replies``.
 
-    >>> parent = {"ts": "1.0", "text": "Which port?", "reply_count": 1, "latest_reply": "2.0"}
-    >>> listed_fingerprint(parent) == read_fingerprint([parent, {"ts": "2.0", "text": "6379"}])
+    >>> parent = {"ts": "1.0", "text": "Which port?", "reply_count": 2, "latest_reply": "3.0"}
+    >>> told = {"ts": "3.0", "text": "6380 now", "subtype": "thread_broadcast", "thread_ts": "1.0"}
+    >>> listed_fingerprint(parent, [told]) == read_fingerprint([parent, {"ts": "2.0", "text": "6379"}, told])
     True
     """
-    return _fingerprint(parent, int(parent.get("reply_count") or 0), str(parent.get("latest_reply") or ""))
+    return _fingerprint(parent, int(parent.get("reply_count") or 0), str(parent.get("latest_reply") or ""),
+                        broadcasts)
 
 
 def read_fingerprint(messages: list[dict]) -> str:
     """A thread read with ``conversations.replies`` (parent first), as :func:`listed_fingerprint` sees it."""
     parent, replies = messages[0], messages[1:]
     latest = max((m["ts"] for m in replies), key=ts_order, default="")
-    return _fingerprint(parent, len(replies), latest)
+    return _fingerprint(parent, len(replies), latest, (m for m in replies if m.get("subtype") == "thread_broadcast"))
 
 
-def _fingerprint(parent: dict, replies: int, latest: str) -> str:
-    seen = [str(parent.get("text") or ""), str(parent.get("subtype") or ""), replies, latest]
+def _fingerprint(parent: dict, replies: int, latest: str, broadcasts: Iterable[dict]) -> str:
+    told = sorted((str(m.get("ts")), str(m.get("text") or "")) for m in broadcasts)
+    seen = [str(parent.get("text") or ""), str(parent.get("subtype") or ""), replies, latest, told]
     return hashlib.sha256(json.dumps(seen).encode()).hexdigest()
 
 

@@ -457,3 +457,20 @@ def test_a_full_read_does_not_write_back_a_group_an_event_rewrote_while_it_read(
     assert "printer" not in text and text.count("floor 3") == 1
     outcome = sync_slack_history()  # so the next catch-up reads the channel whole again
     assert "whole history read: C0ENG" in outcome.detail and "printer" not in indexed(lorebot)
+
+
+def test_an_old_reply_also_sent_to_the_channel_and_edited_unseen_is_found_by_the_next_full_read(
+        slack, lorebot, env) -> None:
+    env.setenv("LOREBOT_SLACK_RECHECK_THREADS", "0")  # not by the rotation: by what the listing shows
+    parent = slack.add_message("C0ENG", user="U0ANA", text="Which VPN do we use?", ts=at(OLD, 0))
+    told = slack.add_message("C0ENG", user="U0BEN", text="WireGuard, config in vault/vpn-old", thread_ts=parent,
+                             ts=at(OLD, 1), subtype="thread_broadcast")
+    slack.add_message("C0ENG", user="U0CAT", text="Lunch is at noon")
+    lorebot.history.run(["C0ENG"])
+    slack.edit_message("C0ENG", told, "WireGuard, config in vault/vpn-2026")  # Slack lists the reply: the edit shows
+
+    full_read_due(lorebot)
+    assert sync_slack_history().outcome == "ok"
+
+    text = indexed(lorebot)
+    assert "vpn-2026" in text and "vpn-old" not in text and text.count("WireGuard") == 1

@@ -646,13 +646,15 @@ class Workspace:
                 "response_metadata": {"next_cursor": next_cursor}}
 
     def history(self, params: dict[str, Any]) -> dict:
-        """Top-level messages (not thread replies, but a parent with its thread summary), newest
-        first, between ``oldest`` and ``latest`` (both exclusive unless ``inclusive``), as Slack pages them."""
+        """Top-level messages (not thread replies, but a parent with its thread summary, and a reply
+        also sent to the channel), newest first, between ``oldest`` and ``latest`` (both exclusive
+        unless ``inclusive``), as Slack pages them."""
         channel = _require(params, "channel")
         self._check_readable(channel)
         inclusive = str(params.get("inclusive", "")).lower() in ("1", "true")
         oldest, latest = params.get("oldest"), params.get("latest")
-        top = [m for m in self.channel_messages(channel) if m.get("thread_ts") in (None, m["ts"])
+        top = [m for m in self.channel_messages(channel)
+               if (m.get("thread_ts") in (None, m["ts"]) or m.get("subtype") == "thread_broadcast")
                and _within(m["ts"], oldest, latest, inclusive=inclusive)]
         page, next_cursor = _paginate(list(reversed(top)), params, max_limit=999)
         return {"ok": True, "messages": page, "has_more": bool(next_cursor),
