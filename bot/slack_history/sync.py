@@ -11,8 +11,9 @@ another organization) or remove (archived, deleted) a channel's documents at onc
 ``conversations.info`` and then syncs it from its cursor, re-reading the threads in the look-back
 whose listing changed. After events may have been missed (the bot started listening, or failed to
 apply one), and at least once per ``LOREBOT_SLACK_FULL_READ_HOURS``, it reads the channel's whole
-history instead, every thread in the look-back re-read: that finds messages of any age deleted or
-edited while no event arrived (see ``ingest``).
+history instead, every thread in the look-back re-read: that finds messages of any age deleted
+while no event arrived, and edits the listing shows (outside threads, a parent, a reply also sent
+to the channel); an old reply's edit waits for the rotation (see ``ingest``).
 """
 
 from __future__ import annotations
