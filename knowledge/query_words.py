@@ -19,14 +19,20 @@ kept with the scopes of the documents that use it, and a candidate counts only t
 audience is allowed. Whether a word is mended, and into what, therefore depends on the visible
 documents alone, so it cannot tell anyone whether a private document uses a word.
 
-The vocabulary is built once from the index's chunks (a symmetric-delete table: each word under its
-one-letter deletions), so mending a question costs a few dictionary look-ups per unknown word.
+The vocabulary holds the index's words in a symmetric-delete table (each word under its one-letter
+deletions), so mending a question costs a few dictionary look-ups per unknown word. It follows the
+index a document at a time: it remembers what each document contributed (its words with their
+counts, under its scope labels), so a document added, edited, removed or rescoped changes only its
+own counts, and a word no visible document uses any more is gone, exactly as if it had never been
+there.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+import threading
+from array import array
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -60,51 +66,149 @@ MAX_LENGTH = 30
 _WORD = re.compile(r"[^\W\d_]+")
 
 
+@dataclass(frozen=True, slots=True)
+class DocumentWords:
+    """What one document contributed to a vocabulary: its words, each with how often it uses it,
+    under its scope labels, as of its content hash."""
+
+    content_hash: str
+    labels: frozenset[str]
+    words: tuple[str, ...]  # the vocabulary's own string of each word, not a copy per document
+    counts: array  # how often it uses each of them ("I")
+
+    @property
+    def key(self) -> tuple[str, frozenset[str]]:
+        return self.content_hash, self.labels
+
+
 @dataclass
 class QueryVocabulary:
-    """The words of an index, each with how often it is used under each scope label."""
+    """The words of an index, each with how often it is used under each scope label.
+
+    Kept a document at a time (``put_document``, ``rescope_document``, ``remove_document``); every
+    change of one document is made whole under the vocabulary's lock, so a question being mended
+    meanwhile sees each document either as it was or as it is, never half of it.
+    """
 
     words: dict[str, dict[str, int]] = field(default_factory=dict)
-    stems: dict[str, set[str]] = field(default_factory=dict)
+    # Per stem, how often words of that stem are used under each scope label.
+    stems: dict[str, dict[str, int]] = field(default_factory=dict)
     deletions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     # Real words whatever the documents say (see dictionary_words); None: none known, and then no
     # word is mended into a word of another stem.
     dictionary: frozenset[str] | None = None
     analyzer: Analyzer = field(default_factory=Analyzer, repr=False)
+    # doc_id → what it contributed: what a change or removal takes away again.
+    documents: dict[str, DocumentWords] = field(default_factory=dict, repr=False)
+    # Each word held → its one string, which all documents share (the index's words are few, the
+    # documents that use them many), and its stems.
+    _known: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict, init=False, repr=False,
+                                                           compare=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, texts: Iterable[tuple[Iterable[str], str]], *,
               dictionary: frozenset[str] | None = None) -> QueryVocabulary:
-        """From ``(scope labels, text)`` pairs, one per chunk."""
+        """From ``(scope labels, text)`` pairs, one per chunk (each kept as a document of its own)."""
         vocabulary = cls(dictionary=dictionary)
-        for labels, text in texts:
-            vocabulary.add(frozenset(labels), text)
+        for i, (labels, text) in enumerate(texts):
+            vocabulary.put_document(f"#{i}", "", labels, [text])
         return vocabulary
 
-    def add(self, labels: frozenset[str], text: str) -> None:
-        for word in _WORD.findall(text.lower()):
-            counts = self.words.get(word)
+    def document_key(self, doc_id: str) -> tuple[str, frozenset[str]] | None:
+        """``(content hash, scope labels)`` of the document as the vocabulary holds it (None: not held)."""
+        with self._lock:
+            held = self.documents.get(doc_id)
+        return None if held is None else held.key
+
+    def document_keys(self) -> dict[str, tuple[str, frozenset[str]]]:
+        with self._lock:
+            return {doc_id: held.key for doc_id, held in self.documents.items()}
+
+    def put_document(self, doc_id: str, content_hash: str, labels: Iterable[str], texts: Iterable[str]) -> None:
+        """Hold the document as ``texts`` (its chunks' text) under ``labels``, in place of what it
+        contributed before (if anything)."""
+        counts = Counter()
+        for text in texts:
+            counts.update(_WORD.findall(text.lower()))
+        known = self._known
+        for word in counts:  # new words are stemmed outside the lock (the analyzer remembers them)
+            if word not in known:
+                self.analyzer.terms(word)
+        labels, uses = frozenset(labels), array("I", counts.values())
+        with self._lock:
+            new = DocumentWords(content_hash, labels, tuple(known[w][0] if w in known else w for w in counts), uses)
+            old = self.documents.pop(doc_id, None)
+            if old is not None:
+                self._count(old, -1)
+            self._count(new, 1)
+            self.documents[doc_id] = new
+
+    def rescope_document(self, doc_id: str, labels: Iterable[str]) -> bool:
+        """Move the document's words under ``labels``; False if the document is not held."""
+        with self._lock:
+            old = self.documents.get(doc_id)
+            if old is None:
+                return False
+            new = DocumentWords(old.content_hash, frozenset(labels), old.words, old.counts)
+            self._count(old, -1)
+            self._count(new, 1)
+            self.documents[doc_id] = new
+            return True
+
+    def remove_document(self, doc_id: str) -> bool:
+        """Take away what the document contributed; False if it was not held."""
+        with self._lock:
+            old = self.documents.pop(doc_id, None)
+            if old is not None:
+                self._count(old, -1)
+            return old is not None
+
+    def _count(self, document: DocumentWords, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) a document's words; a word no label counts any more
+        is forgotten, with its deletions and stems (called under the lock)."""
+        labels, words, known, all_stems = document.labels, self.words, self._known, self.stems
+        for word, n in zip(document.words, document.counts):
+            n *= sign
+            counts = words.get(word)
             if counts is None:
-                counts = self.words[word] = {}
+                counts = words[word] = {}
+                known[word] = (word, tuple(self.analyzer.terms(word)))
                 if MIN_LENGTH <= len(word) <= MAX_LENGTH:
                     for key in (word, *_deletions(word)):
                         self.deletions[key].add(word)
-            for label in labels:
-                counts[label] = counts.get(label, 0) + 1
-            for stem in self.analyzer.terms(word):
-                self.stems.setdefault(stem, set()).update(labels)
+            stems = known[word][1]
+            _add_per_label(counts, labels, n)
+            if not counts:
+                del words[word], known[word]
+                if MIN_LENGTH <= len(word) <= MAX_LENGTH:
+                    for key in (word, *_deletions(word)):
+                        similar = self.deletions.get(key)
+                        if similar is not None:
+                            similar.discard(word)
+                            if not similar:
+                                del self.deletions[key]
+            for stem in stems:
+                stem_counts = all_stems.get(stem)
+                if stem_counts is None:
+                    stem_counts = all_stems[stem] = {}
+                _add_per_label(stem_counts, labels, n)
+                if not stem_counts:
+                    del all_stems[stem]
 
     def uses(self, word: str, allowed: frozenset[str]) -> int:
         """How often documents under ``allowed`` use ``word`` (0: never, or only documents the
         audience may not see)."""
-        return sum(n for label, n in self.words.get(word, {}).items() if label in allowed)
+        with self._lock:
+            return sum(n for label, n in self.words.get(word, {}).items() if label in allowed)
 
     def knows(self, word: str, allowed: frozenset[str]) -> bool:
         """True when a visible document uses the word or another form of it (its stem)."""
         if self.uses(word, allowed):
             return True
         stems = self.analyzer.terms(word)
-        return bool(stems) and all(self.stems.get(s, set()) & allowed for s in stems)
+        with self._lock:
+            return bool(stems) and all(not allowed.isdisjoint(self.stems.get(s, ())) for s in stems)
 
     def mend(self, question: str, allowed: frozenset[str]) -> str:
         """The question with its shorthand spelt out and its typos mended (see the module's notes);
@@ -125,7 +229,8 @@ class QueryVocabulary:
             mended = self._mend_word(word.lower(), allowed)
             return word if mended is None else mended
 
-        return _WORD.sub(replace, question)
+        with self._lock:  # one state of the vocabulary for the whole question
+            return _WORD.sub(replace, question)
 
     def _mend_word(self, word: str, allowed: frozenset[str]) -> str | None:
         if word in ABBREVIATIONS:
@@ -157,6 +262,16 @@ def dictionary_words(embedder: object) -> frozenset[str] | None:
         return None
     words = (token.removeprefix("▁").removeprefix("Ġ") for token in vocabulary if not token.startswith("##"))
     return frozenset(w.lower() for w in words if len(w) >= MIN_LENGTH and w.isalpha()) or None
+
+
+def _add_per_label(counts: dict[str, int], labels: Iterable[str], n: int) -> None:
+    """Add ``n`` (negative: take away) under each label; a label whose count reaches 0 is dropped."""
+    for label in labels:
+        total = counts.get(label, 0) + n
+        if total:
+            counts[label] = total
+        else:
+            del counts[label]
 
 
 def _deletions(word: str) -> set[str]:

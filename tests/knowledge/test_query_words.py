@@ -81,3 +81,99 @@ def _distance(a: str, b: str) -> int:
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
     return d[len(a)][len(b)]
+
+
+# --- Kept a document at a time -------------------------------------------------------------------
+
+POOL = ["reimbursement", "reimbursements", "vendor", "vendors", "nightingale", "project", "projects", "people",
+        "ppl", "launch", "launches", "launched", "acquisition", "quillmark", "invoice", "invoices", "the", "wiki"]
+QUESTIONS = ["reimbursment vendro", "nightngale projct ppl", "launchs acquisiton quilmark", "invoce peopel wikis",
+             "reimbursemnts vendorss launche", "projecs invoicess"]
+LABELS = st.sampled_from([("public",), ("C0A",), ("C0B",), ("C0A", "C0B")])
+AUDIENCES = [frozenset({"public"}), frozenset({"public", "C0A"}), frozenset({"public", "C0B"}), frozenset({"C0A"})]
+DOC_IDS = st.sampled_from(["d1", "d2", "d3", "d4"])
+TEXTS = st.lists(st.lists(st.sampled_from(POOL), min_size=1, max_size=6).map(" ".join), min_size=1, max_size=3)
+OPERATIONS = st.lists(st.one_of(
+    st.tuples(st.just("put"), DOC_IDS, LABELS, TEXTS),
+    st.tuples(st.just("rescope"), DOC_IDS, LABELS),
+    st.tuples(st.just("remove"), DOC_IDS),
+), max_size=12)
+
+
+def assert_same_as_built_from(vocabulary: QueryVocabulary, documents: dict) -> None:
+    """``vocabulary`` is, word for word and question for question, the one built from scratch from
+    ``documents`` (doc_id → (labels, chunk texts))."""
+    scratch = QueryVocabulary.build([(labels, text) for labels, texts in documents.values() for text in texts],
+                                    dictionary=vocabulary.dictionary)
+    assert vocabulary.words == scratch.words
+    assert vocabulary.stems == scratch.stems
+    assert dict(vocabulary.deletions) == dict(scratch.deletions)
+    for allowed in AUDIENCES:
+        for question in QUESTIONS:
+            assert vocabulary.mend(question, allowed) == scratch.mend(question, allowed), (question, allowed)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPERATIONS)
+def test_a_vocabulary_kept_a_document_at_a_time_is_the_one_built_from_the_documents_there_are(operations):
+    # Adding, editing, rescoping and removing documents leaves no trace: a word a document took
+    # away, or moved under another scope, mends no question of an audience that no longer sees it.
+    vocabulary, documents = QueryVocabulary(dictionary=frozenset({"launch"})), {}
+    for operation in operations:
+        if operation[0] == "put":
+            _, doc_id, labels, texts = operation
+            vocabulary.put_document(doc_id, str(hash(tuple(texts))), labels, texts)
+            documents[doc_id] = (labels, texts)
+        elif operation[0] == "rescope":
+            _, doc_id, labels = operation
+            assert vocabulary.rescope_document(doc_id, labels) == (doc_id in documents)
+            if doc_id in documents:
+                documents[doc_id] = (labels, documents[doc_id][1])
+        else:
+            assert vocabulary.remove_document(operation[1]) == (operation[1] in documents)
+            documents.pop(operation[1], None)
+        assert_same_as_built_from(vocabulary, documents)
+    assert {d: k[1] for d, k in vocabulary.document_keys().items()} == {d: frozenset(l) for d, (l, _) in documents.items()}
+
+
+def test_a_document_narrowed_to_a_channel_no_longer_mends_public_questions():
+    v = QueryVocabulary(dictionary=frozenset())
+    v.put_document("plan", "h1", ["public"], ["Project Nightingale launches in May."])
+    v.put_document("perks", "h2", ["public"], ["The gym reimbursement is 60 USD."])
+    assert v.mend("what is projct nightngale", PUBLIC) == "what is project nightingale"
+    v.rescope_document("plan", ["C0SECRET"])
+    assert v.mend("what is projct nightngale", PUBLIC) == "what is projct nightngale"
+    assert v.mend("what is projct nightngale", frozenset({"C0SECRET"})) == "what is project nightingale"
+    (stem,) = v.analyzer.terms("nightingale")
+    assert v.stems[stem] == {"C0SECRET": 1}
+    v.remove_document("plan")
+    assert "nightingale" not in v.words and stem not in v.stems
+    assert all("nightingale" not in similar for similar in v.deletions.values())
+
+
+def test_questions_are_mended_while_documents_change():
+    # Documents change in place, one at a time under the vocabulary's lock: a question mended
+    # meanwhile never meets a half-changed table.
+    import threading
+
+    v, failures, stop = QueryVocabulary(dictionary=frozenset()), [], threading.Event()
+    v.put_document("kept", "h", ["public"], ["The vendor sends the invoice."])
+
+    def ask():
+        try:
+            while not stop.is_set():
+                assert v.mend("the vendro invoce", PUBLIC) == "the vendor invoice"
+        except (AssertionError, RuntimeError, KeyError) as e:  # pragma: no cover - only on failure
+            failures.append(e)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        for i in range(300):
+            v.put_document(f"d{i % 7}", str(i), ["public", "C0A"][: 1 + i % 2], [f"word{i} reimbursement {i} vendors"])
+            v.rescope_document(f"d{(i + 3) % 7}", ["C0B"])
+            v.remove_document(f"d{(i + 5) % 7}")
+    finally:
+        stop.set()
+        asker.join()
+    assert not failures

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from pathlib import Path
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from knowledge.access import Audience
+import knowledge.retrieval as retrieval_module
+from knowledge.access import Audience, Scope, filter_for
 from knowledge.errors import AccessError
-from knowledge.retrieval import collapse_by_document
+from knowledge.query_words import QueryVocabulary
+from knowledge.retrieval import Retriever, collapse_by_document
+from knowledge.stores.lancedb import LanceStore
 from knowledge.types import ScoredChunk, StoredChunk
-from knowledge.access import Scope
+from tests.knowledge.store_contract import DIMENSION, chunks
 
 KNOWN = [
     ("C0GENERAL", "what's the daily meal allowance when I travel for work?", "public/expenses-and-travel.md"),
@@ -149,3 +157,129 @@ def test_mending_can_be_turned_off(handbook_services):
                                     options=dataclasses.replace(handbook_services.retriever.options,
                                                                 mend_questions=False))
     assert retriever.mend("how many ppl work here", Audience.for_conversation("C0SALES")) == "how many ppl work here"
+
+
+def _services_with(tmp_path, hashing_embedder, files: dict[str, str], *, scope=None):
+    from bot.app import build_services
+    from bot.config import load_settings
+
+    docs = tmp_path / "docs"
+    docs.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (docs / name).write_text(text)
+    services = build_services(load_settings(data_dir=tmp_path / "data"), embedder=hashing_embedder)
+    services.ingestor.ingest_paths([docs], scope=scope or Scope.public())
+    return services, docs
+
+
+def test_a_document_narrowed_to_a_private_channel_no_longer_mends_a_public_channels_question(tmp_path, hashing_embedder):
+    services, docs = _services_with(tmp_path, hashing_embedder, {
+        "office.md": "# Office\n\nThe office opens at nine.\n",
+        "plan.md": "# Plan\n\nThe gym reimbursement for the leadership offsite is 900 USD.\n",
+    })
+    try:
+        retriever = services.retriever
+        everyone, secret = Audience.for_conversation("C0GENERAL"), Audience.for_conversation("C0SECRET")
+        question = "is there a gym reimbursment"
+        assert retriever.mend(question, everyone) == "is there a gym reimbursement"  # public for now
+
+        assert services.ingestor.ingest_paths([docs / "plan.md"], scope=Scope.channels(["C0SECRET"])).rescoped == 1
+        done = retriever.refresh_vocabulary()
+        assert (done.documents_rescoped, done.documents_read, done.full_read) == (1, 0, False)
+        assert retriever.mend(question, everyone) == question  # as if it had never been public
+        assert retriever.mend(question, secret) == "is there a gym reimbursement"
+
+        (docs / "plan.md").unlink()
+        services.ingestor.ingest_paths([docs], scope=Scope.public(), prune=True)
+        done = retriever.refresh_vocabulary()
+        assert done.documents_removed == 1
+        assert retriever.mend(question, secret) == question  # as if it had never been
+    finally:
+        services.close()
+
+
+def test_a_refresh_reads_only_the_documents_that_changed(tmp_path, hashing_embedder):
+    files = {f"note-{i:02}.md": f"# Note {i}\n\nNote {i} is about topic{'abcdefghij'[i % 10]}.\n" for i in range(40)}
+    services, docs = _services_with(tmp_path, hashing_embedder, files)
+    try:
+        retriever, everyone = services.retriever, Audience.for_conversation("C0GENERAL")
+        first = retriever.refresh_vocabulary()
+        assert (first.documents, first.documents_read, first.full_read) == (40, 40, True)
+        again = retriever.refresh_vocabulary()
+        assert (again.documents_read, again.documents_removed, again.documents_rescoped) == (0, 0, 0)
+
+        (docs / "note-07.md").write_text("# Note 7\n\nNote 7 is about the gym reimbursement.\n")
+        services.ingestor.ingest_paths([docs], scope=Scope.public())
+        done = retriever.refresh_vocabulary()
+        assert (done.documents, done.documents_read, done.full_read) == (40, 1, False)
+        assert retriever.mend("is there a gym reimbursment", everyone) == "is there a gym reimbursement"
+    finally:
+        services.close()
+
+
+class _TokenizerWords:
+    """An embedder whose tokenizer knows one word: mending into words of another stem is on."""
+
+    class tokenizer:
+        @staticmethod
+        def get_vocab():
+            return {"launch": 0}
+
+
+POOL = ["reimbursement", "reimbursements", "vendor", "vendors", "nightingale", "project", "projects", "people",
+        "ppl", "launch", "launches", "acquisition", "quillmark", "invoice", "invoices", "wiki"]
+QUESTIONS = ["reimbursment vendro", "nightngale projct ppl", "launchs acquisiton quilmark", "invoce peopel wikis",
+             "reimbursemnts vendorss", "projecs invoicess"]
+
+
+def _operations():
+    doc_ids = st.sampled_from(["d1", "d2", "d3", "d4", "d5"])
+    scopes = st.sampled_from([("public",), ("C0A",), ("C0B",), ("C0A", "C0B")])
+    texts = st.lists(st.lists(st.sampled_from(POOL), min_size=1, max_size=5).map(" ".join), min_size=1, max_size=3)
+    change = st.one_of(
+        st.tuples(st.just("put"), doc_ids, scopes, texts),
+        st.tuples(st.just("rescope"), doc_ids, scopes),
+        st.tuples(st.just("remove"), doc_ids),
+    )
+    # Each change is followed by a refresh, or not (then several changes meet one refresh).
+    return st.lists(st.tuples(change, st.booleans()), max_size=10).map(
+        lambda steps: [step for change, refresh in steps for step in [change, *[("refresh",)] * refresh]])
+
+
+@settings(max_examples=60, deadline=None)
+@given(_operations(), st.booleans())
+def test_refreshing_after_any_changes_mends_as_a_vocabulary_built_from_the_documents_there_are(operations, read_whole_index):
+    # Documents added, edited, rescoped and removed in a real index, refreshed now and then, a few
+    # at a time or (``read_whole_index``) by reading the whole index: after each refresh, every
+    # channel's question is mended exactly as from a vocabulary built from the documents there are.
+    with tempfile.TemporaryDirectory() as tmp, \
+            mock.patch.object(retrieval_module, "VOCABULARY_FULL_READ_AT", 0 if read_whole_index else 10**6):
+        store = LanceStore(Path(tmp) / "index", dimension=DIMENSION, model_id="test-model")
+        retriever, documents = Retriever(store=store, embedder=_TokenizerWords()), {}
+        try:
+            for operation in [*operations, ("refresh",)]:
+                if operation[0] == "put":
+                    _, doc_id, labels, texts = operation
+                    store.upsert_documents({doc_id: chunks(doc_id, texts, Scope.from_labels(labels))})
+                    documents[doc_id] = (labels, texts)
+                elif operation[0] == "rescope" and operation[1] in documents:
+                    _, doc_id, labels = operation
+                    store.rescope_document(doc_id, Scope.from_labels(labels))
+                    documents[doc_id] = (labels, documents[doc_id][1])
+                elif operation[0] == "remove" and operation[1] in documents:
+                    store.delete_document(operation[1])
+                    del documents[operation[1]]
+                elif operation[0] == "refresh":
+                    retriever.refresh_vocabulary()
+                    scratch = QueryVocabulary.build(
+                        [(labels, text) for labels, texts in documents.values() for text in texts],
+                        dictionary=frozenset({"launch"}))
+                    held = retriever._vocabulary
+                    assert (held.words, held.stems) == (scratch.words, scratch.stems)
+                    for channel in ("C0A", "C0B", "C0OTHER"):
+                        audience = Audience.for_conversation(channel)
+                        for question in QUESTIONS:
+                            assert retriever.mend(question, audience) == \
+                                scratch.mend(question, filter_for(audience).allowed), (question, channel)
+        finally:
+            store.close()
