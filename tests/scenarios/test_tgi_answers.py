@@ -86,6 +86,9 @@ def test_an_overloaded_server_ends_in_a_quoted_answer(model_bot, tgi):
 def test_a_stream_that_breaks_midway_is_replaced_by_the_quoted_answer(model_bot, tgi):
     tgi.reply("Pages escalate to the secondary after ten minutes [1] and then some more words follow here")
     tgi.fail_mid_stream(after_tokens=6)
+    # A pause before it breaks, as a real server's would be: time for the first words to be shown
+    # (without it, on a busy machine, the break could come before the bot showed anything).
+    tgi.stall_after_tokens(5, 1.0)
     event = mention(model_bot, ON_CALL, channel="C0ENGINEER")
     model_bot.finish()
     assert model_bot.slack.calls("chat.startStream")  # the first words were shown…
