@@ -380,6 +380,9 @@ def build_slack_bot(services: Services, credentials: SlackCredentials) -> SlackB
     bot = SlackBot(app=app, deps=deps, listener_threads=listener_threads, workers=workers, metrics=services.metrics,
                    history_workers=history_workers)
     bot.start_housekeeping()
+    # The words questions are mended from: read now (seconds on a large index), not on the first
+    # question, and kept current beside the questions.
+    services.retriever.keep_vocabulary_current(bot.stopping)
     return bot
 
 

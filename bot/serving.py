@@ -65,7 +65,6 @@ def _slack_bot(settings: Settings, credentials: SlackCredentials, console: Conso
         where = f"Weaviate at {settings.weaviate_url}" if settings.weaviate_url else "the index"
         console.print(f"Checking the Slack token, loading the embedding model and {where}…")
         bot = build_slack_bot(services, credentials)  # checks the token first, then loads the model
-        _keep_vocabulary_current(services, bot.stopping)
         console.print(services.check_generation_server())
         try:
             yield bot
@@ -73,26 +72,6 @@ def _slack_bot(settings: Settings, credentials: SlackCredentials, console: Conso
             bot.close()
     finally:
         services.close()
-
-
-def _keep_vocabulary_current(services, stopping: threading.Event, every_s: float = 30.0) -> None:
-    """Read the words questions are mended from now (seconds on a large index), not on the first
-    question, and then every ``every_s``, whether questions come or not: after a quiet hour, a
-    document narrowed meanwhile no longer lends its words to the next question."""
-
-    if not services.retriever.options.mend_questions:
-        return
-
-    def loop() -> None:
-        while True:
-            try:
-                services.retriever.refresh_vocabulary()
-            except Exception:  # mending is a help: questions are searched as asked meanwhile
-                log.warning("could not refresh the vocabulary questions are mended from", exc_info=True)
-            if stopping.wait(every_s):
-                return
-
-    threading.Thread(target=loop, name="lorebot-vocabulary", daemon=True).start()
 
 
 def _stop_on_signals(stop: callable) -> None:

@@ -24,10 +24,8 @@ from knowledge.types import Passage, PassagePiece, ScoredChunk, StoredChunk
 
 log = logging.getLogger(__name__)
 
-# How often (seconds) a question may start a look at whether the index changed since its vocabulary
-# was last brought up to date (a refresh, if so, runs beside the questions; they use the vocabulary
-# they have, which changes a whole document at a time).
-VOCABULARY_RECHECK_S = 30.0
+# How often (seconds) a long-running process (the bot) brings the vocabulary up to date with the index.
+VOCABULARY_REFRESH_S = 30.0
 # A refresh reads the chunks of each new or edited document on its own (``chunks_of``), unless there
 # are more than this many, and more than this share of the index: then one pass over the whole index
 # (``export_documents``) is cheaper. (LanceDB, SciFact's 5,183 documents: ~7 ms a document on its
@@ -88,7 +86,6 @@ class Retriever:
     options: RetrievalOptions = field(default_factory=RetrievalOptions)
     _vocabulary: QueryVocabulary | None = field(default=None, init=False, repr=False)
     _vocabulary_checked: float | None = field(default=None, init=False, repr=False)  # None: never built
-    _vocabulary_refreshing: bool = field(default=False, init=False, repr=False)
     _vocabulary_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _vocabulary_build_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -133,7 +130,22 @@ class Retriever:
             finally:
                 with self._vocabulary_lock:
                     self._vocabulary_checked = time.monotonic()
-                    self._vocabulary_refreshing = False
+
+    def keep_vocabulary_current(self, stopping: threading.Event, every_s: float = VOCABULARY_REFRESH_S) -> None:
+        """Bring the vocabulary up to date now and then every ``every_s`` on a thread of its own,
+        questions or not, until ``stopping`` is set (the bot): reading the index's words never
+        holds a question up, and after a quiet hour a document narrowed meanwhile no longer lends
+        its words to the next question. Nothing when mending is off."""
+        if not self.options.mend_questions:
+            return
+
+        def loop() -> None:
+            while True:
+                self.refresh_vocabulary()  # never raises: a failure leaves questions searched as asked
+                if stopping.wait(every_s):
+                    return
+
+        threading.Thread(target=loop, name="lorebot-vocabulary", daemon=True).start()
 
     def _bring_up_to_date(self, vocabulary: QueryVocabulary) -> VocabularyRefresh:
         listed = {d.doc_id: (d.content_hash, d.scope.labels) for d in self.store.list_documents()}
@@ -181,23 +193,14 @@ class Retriever:
         return True
 
     def _current_vocabulary(self) -> QueryVocabulary | None:
-        """The vocabulary to mend with. The first question builds it (an index's first minutes see
-        its first questions); after that, a question at most every ``VOCABULARY_RECHECK_S`` starts
-        a refresh on a thread of its own and goes on with the vocabulary there is: reading the
-        index's words never holds a question up."""
+        """The vocabulary to mend with: as the last refresh left it (see ``keep_vocabulary_current``);
+        a process that never refreshed it (a one-shot ``ask``) builds it on its first question."""
         with self._vocabulary_lock:
-            checked, busy = self._vocabulary_checked, self._vocabulary_refreshing
-            due = checked is not None and not busy and time.monotonic() - checked >= VOCABULARY_RECHECK_S
-            if due:
-                self._vocabulary_refreshing = True
-            vocabulary = self._vocabulary
-        if checked is None:
-            self.refresh_vocabulary(unless_built=True)
-            with self._vocabulary_lock:
+            if self._vocabulary_checked is not None:
                 return self._vocabulary
-        if due:
-            threading.Thread(target=self.refresh_vocabulary, name="lorebot-vocabulary", daemon=True).start()
-        return vocabulary
+        self.refresh_vocabulary(unless_built=True)
+        with self._vocabulary_lock:
+            return self._vocabulary
 
     def _search(
         self, question: str, audience: Audience, *, k: int | None, mode: SearchMode | None

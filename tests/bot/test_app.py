@@ -30,3 +30,29 @@ def test_a_long_running_process_answers_like_a_one_shot_command(handbook_data_di
         bot.close()
     assert served and [p.doc_id for p in served] == [p.doc_id for p in expected]
     assert all(abs(a.similarity - b.similarity) < 1e-4 for a, b in zip(served, expected))
+
+
+def test_a_started_bot_reads_the_words_questions_are_mended_from_before_any_question(tmp_path, hashing_embedder,
+                                                                                      monkeypatch):
+    import time
+
+    from bot.app import build_services, build_slack_bot
+    from bot.config import load_settings
+    from bot.credentials import SlackCredentials
+    from tests.fakes.slack_api import FakeSlackAPI
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    token = "xoxb-1234567890-0987654321-Zr4nd0mT0k3n"
+    with FakeSlackAPI(bot_token=token) as slack:
+        services = build_services(load_settings(data_dir=tmp_path / "data", slack_api_url=slack.url),
+                                  embedder=hashing_embedder)
+        bot = build_slack_bot(services, SlackCredentials(token, "s" * 32, None))
+        try:
+            deadline = time.monotonic() + 30
+            while services.retriever._vocabulary_checked is None:  # no question asked: the bot's own refresh
+                assert time.monotonic() < deadline, "the bot did not read the vocabulary at start"
+                time.sleep(0.02)
+        finally:
+            bot.close()
+            services.close()

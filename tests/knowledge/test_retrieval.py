@@ -118,36 +118,45 @@ def test_mending_uses_only_words_of_documents_the_channel_may_see(handbook_servi
     assert retriever.mend(question, Audience.for_conversation("C0GENERAL")) == question
 
 
-def test_the_vocabulary_follows_the_index_without_holding_questions_up(tmp_path, hashing_embedder, monkeypatch):
+def test_the_vocabulary_is_kept_current_beside_the_questions_and_questions_never_refresh_it(tmp_path,
+                                                                                             hashing_embedder):
+    import threading
+
     from bot.app import build_services
     from bot.config import load_settings
-    import knowledge.retrieval as retrieval_module
 
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Office\n\nThe office opens at nine.\n")
     services = build_services(load_settings(data_dir=tmp_path / "data"), embedder=hashing_embedder)
+    stopping = threading.Event()
+    question, mended = "is there a gym reimbursment", "is there a gym reimbursement"
     try:
         services.ingestor.ingest_paths([docs], scope=Scope.public())
         retriever, everyone = services.retriever, Audience.for_conversation("C0GENERAL")
-        assert retriever.mend("is there a gym reimbursment", everyone) == "is there a gym reimbursment"  # no such word yet
+        assert retriever.mend(question, everyone) == question  # no such word yet; the first question built it
 
         (docs / "b.md").write_text("# Perks\n\nThe gym reimbursement is 60 USD a month.\n")
         services.ingestor.ingest_paths([docs], scope=Scope.public())
-        assert retriever.mend("is there a gym reimbursment", everyone) == "is there a gym reimbursment"  # not rechecked yet
+        assert retriever.mend(question, everyone) == question  # a question does not read the index's words
 
-        monkeypatch.setattr(retrieval_module, "VOCABULARY_RECHECK_S", 0.0)
-        deadline = time.monotonic() + 30
-        while retriever.mend("is there a gym reimbursment", everyone) != "is there a gym reimbursement":
-            assert time.monotonic() < deadline, "the vocabulary was never refreshed"
-            time.sleep(0.05)  # the refresh runs beside the questions; each question starts one when due
+        retriever.keep_vocabulary_current(stopping, every_s=0.05)  # as the bot does
+        wait_for(lambda: retriever.mend(question, everyone) == mended)
 
-        (docs / "b.md").unlink()
-        services.ingestor.ingest_paths([docs], scope=Scope.public(), prune=True)
-        retriever.refresh_vocabulary()
-        assert retriever.mend("is there a gym reimbursment", everyone) == "is there a gym reimbursment"  # its only document is gone
+        # Narrowed to #people while the bot runs: no longer lent to #general, still to #people.
+        services.ingestor.ingest_paths([docs], scope=Scope.channels(["C0PEOPLE"]))
+        wait_for(lambda: retriever.mend(question, everyone) == question)
+        assert retriever.mend(question, Audience.for_conversation("C0PEOPLE")) == mended
     finally:
+        stopping.set()
         services.close()
+
+
+def wait_for(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the vocabulary was not brought up to date in the background"
+        time.sleep(0.02)
 
 
 def test_mending_can_be_turned_off(handbook_services):
