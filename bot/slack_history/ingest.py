@@ -166,8 +166,6 @@ class SlackIngest:
         # cursors moved on as the channels are now, not as they were when the read began.
         with self.ingestor.store.exclusive_writer():
             reads = self._changed_meanwhile(reads, report)
-            for read in reads:
-                self._drop_superseded(read)
             documents = [doc for read in reads for doc in read.documents]
             self.ingestor.ingest_documents(documents, report=report.documents, allow_widen=allow_widen)
             report.documents.removed += self._remove(read.gone for read in reads)
@@ -218,8 +216,10 @@ class SlackIngest:
     def _changed_meanwhile(self, reads: list[_ChannelRead], report: SlackIngestReport) -> list[_ChannelRead]:
         """The reads still to write, as the channels are now: a channel archived or deleted while it
         was read (no longer listed) is dropped, and one made private meanwhile (its cursor narrowed
-        by the channel event) is written for the channel alone. A read takes many Tier 3 calls:
-        minutes in which the bot may have narrowed it."""
+        by the channel event) is written for the channel alone, leaving out what events rewrote
+        meanwhile (:meth:`_drop_superseded`). A read takes many Tier 3 calls: minutes in which the
+        bot may have narrowed the channel or applied its events. (A channel read for the first time
+        has no events applied: they wait for it to be listed.)"""
         kept = []
         for read in reads:
             if read.listed_public is None:
@@ -233,10 +233,11 @@ class SlackIngest:
                 scope = Scope.channels([read.channel.id])
                 read.documents = [replace(doc, scope=scope) for doc in read.documents]
                 read.public = False
+            self._drop_superseded(read, now)
             kept.append(read)
         return kept
 
-    def _drop_superseded(self, read: _ChannelRead) -> None:
+    def _drop_superseded(self, read: _ChannelRead, cursor: Cursor) -> None:
         """Leave out what a message event re-read after this read began: what the event wrote is at
         least as fresh (a change after its read has an event of its own), and a run reads for
         minutes, so its older copy must not overwrite it. Threads are told apart by their marks;
@@ -248,8 +249,7 @@ class SlackIngest:
         superseded = {slack_doc_id(channel_id, ts) for ts in newer}
         for ts in newer:
             del read.marks[ts]
-        cursor = self.sync_state.cursor(channel_id)
-        if cursor is not None and cursor.groups_changed_at is not None and cursor.groups_changed_at > read.began:
+        if cursor.groups_changed_at is not None and cursor.groups_changed_at > read.began:
             threads = {slack_doc_id(channel_id, ts) for ts in read.parents}
             superseded |= {doc.doc_id for doc in read.documents if doc.doc_id not in threads}
             superseded |= {doc_id for doc_id in read.gone if doc_id not in threads}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -180,22 +180,13 @@ class SlackSync:
         except Exception:
             log.error("could not update the index for a message in %s; the next sync will", change.channel_id,
                       exc_info=True)
-            self._request_full_read(change.channel_id)
+            _ask_for_full_read(lambda: self.history.sync_state.request_full_read(change.channel_id))
             return "failed"
-
-    def _request_full_read(self, channel_id: str) -> None:
-        try:
-            self.history.sync_state.request_full_read(channel_id)
-        except Exception:  # the database is down: the daily full read still comes
-            log.warning("could not ask for a full read of %s", channel_id, exc_info=True)
 
     def events_missed(self) -> None:
         """Events may not have reached lorebot until now (a bot process starts listening): the next
         catch-up reads every listed channel whole. Never raises."""
-        try:
-            self.history.sync_state.events_missed()
-        except Exception:  # the database is down: the daily full read still comes
-            log.warning("could not record that Slack events may have been missed", exc_info=True)
+        _ask_for_full_read(self.history.sync_state.events_missed)
 
     def apply(self, change: Change) -> str:
         with self._lock(change.channel_id):
@@ -448,6 +439,15 @@ class SlackSync:
 
     def _remove(self, doc_ids: Iterable[str]) -> int:
         return self.history._remove([list(doc_ids)])
+
+
+def _ask_for_full_read(record: Callable[[], None]) -> None:
+    """Record that a full read is wanted; never raises (the database may be down: the daily full
+    read still comes)."""
+    try:
+        record()
+    except Exception:
+        log.warning("could not record that a full read of Slack history is wanted", exc_info=True)
 
 
 def _scope(channel_id: str, cursor: Cursor) -> Scope:
