@@ -64,7 +64,7 @@ class Metrics:
                                ["outcome", "surface"], registry=r)
         self.stage_seconds = Histogram(
             "lorebot_stage_seconds",
-            "Time per stage of an answer: retrieval (embed + search), generation (writing the answer, "
+            "Time per stage of an answer: retrieval (mending the question, embed + search), generation (writing the answer, "
             "fallback included), first_token (the model's first token after the request), slack (Slack API "
             "calls made for the answer), total (question taken on to answer delivered, waiting for a worker "
             "included).",
@@ -108,7 +108,8 @@ class Metrics:
         self.answers.labels(outcome="found" if answer.found else "not_found", surface=surface).inc()
         timings = answer.timings_ms
         if "embed" in timings or "search" in timings:
-            self.stage("retrieval", (timings.get("embed", 0.0) + timings.get("search", 0.0)) / 1000)
+            retrieval_ms = sum(timings.get(part, 0.0) for part in ("mend", "embed", "search"))
+            self.stage("retrieval", retrieval_ms / 1000)
         for stage, key in (("generation", "generate"), ("first_token", "first_token")):
             if key in timings:
                 self.stage(stage, timings[key] / 1000)

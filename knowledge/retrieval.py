@@ -60,8 +60,6 @@ class Retrieval:
     # The best cosine similarity among all passages the audience may see, kept or not (None: none
     # at all): how close the question came to the floor, for monitoring.
     top_similarity: float | None = None
-    # The question as searched: typos and shorthand mended (the question itself if none).
-    searched: str | None = None
 
     @property
     def found(self) -> bool:
@@ -93,7 +91,7 @@ class Retriever:
         self, question: str, audience: Audience, *, k: int | None = None, mode: SearchMode | None = None
     ) -> tuple[list[Passage], dict[str, float]]:
         """The top ``k`` passages (one per document) the audience may see, best first, no floor."""
-        passages, timings, _, _ = self._search(question, audience, k=k, mode=mode)
+        passages, timings, _ = self._search(question, audience, k=k, mode=mode)
         return passages, timings
 
     def mend(self, question: str, audience: Audience) -> str:
@@ -204,16 +202,15 @@ class Retriever:
 
     def _search(
         self, question: str, audience: Audience, *, k: int | None, mode: SearchMode | None
-    ) -> tuple[list[Passage], dict[str, float], np.ndarray | None, str]:
+    ) -> tuple[list[Passage], dict[str, float], np.ndarray | None]:
         access = filter_for(audience)  # refuses an empty audience before any work is done
         if not question or not any(ch.isalnum() for ch in question):
             raise QuestionError("the question is empty: ask something in words")
         began = time.perf_counter()
         question = self.mend(question, audience)
-        mend_ms = (time.perf_counter() - began) * 1000
+        timings: dict[str, float] = {"mend": (time.perf_counter() - began) * 1000}
         k = k or self.options.k
         candidates = max(self.options.candidates, k * 4)  # room to collapse chunks into documents
-        timings: dict[str, float] = {}
         embedded: list[np.ndarray] = []
 
         def embed_question():
@@ -230,16 +227,16 @@ class Retriever:
         hits = self.store.search(request, access)
         # The store may embed while it searches: "search" is the time beyond embedding.
         timings.setdefault("embed", 0.0)
-        timings["search"] = (time.perf_counter() - started) * 1000 - timings["embed"] + mend_ms
-        return collapse_by_document(hits)[:k], timings, (embedded[0] if embedded else None), question
+        timings["search"] = (time.perf_counter() - started) * 1000 - timings["embed"]
+        return collapse_by_document(hits)[:k], timings, (embedded[0] if embedded else None)
 
     def retrieve(self, question: str, audience: Audience, *, k: int | None = None) -> Retrieval:
         """The passages good enough to answer from: at or above the relevance floor."""
-        passages, timings, vector, searched = self._search(question, audience, k=k, mode=None)
+        passages, timings, vector = self._search(question, audience, k=k, mode=None)
         good = tuple(p for p in passages if p.similarity >= self.options.min_similarity)
         top = max((p.similarity for p in passages), default=None)
         return Retrieval(question=question, passages=good, timings_ms=timings, question_vector=vector,
-                         top_similarity=top, searched=searched)
+                         top_similarity=top)
 
 
 def collapse_by_document(hits: list[ScoredChunk], *, max_chunks: int = 3, companion_ratio: float = 0.5) -> list[Passage]:
