@@ -129,6 +129,7 @@ class Services:
             candidates=self.settings.candidates,
             dense_weight=self.settings.dense_weight,
             min_similarity=self.settings.min_similarity,
+            min_similarity_all_words=self.settings.min_similarity_all_words,
             mend_questions=self.settings.mend_questions,
         )
 

@@ -168,6 +168,10 @@ class Settings(BaseSettings):
     dense_weight: float = Field(default=0.5, ge=0.0, le=1.0, validation_alias="LOREBOT_DENSE_WEIGHT")
     candidates: int = Field(default=50, ge=10, le=1000, validation_alias="LOREBOT_CANDIDATES")
     min_similarity: float = Field(default=0.39, ge=-1.0, le=1.0, validation_alias="LOREBOT_MIN_SIMILARITY")
+    # A passage holding every content word of the question counts from this lower similarity: short
+    # shorthand questions ("when's all hands", "who's our vp eng") embed poorly, their words match.
+    min_similarity_all_words: float = Field(default=0.25, ge=-1.0, le=1.0,
+                                            validation_alias="LOREBOT_MIN_SIMILARITY_ALL_WORDS")
     # Mend a question's typos and workplace shorthand ("reimbursment", "ppl") from the words of the
     # documents its channel may see, before searching (knowledge/query_words.py).
     mend_questions: bool = Field(default=True, validation_alias="LOREBOT_MEND_QUESTIONS")

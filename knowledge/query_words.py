@@ -10,9 +10,10 @@ answered lands under the relevance floor. Before a question is searched:
   dropped, changed, or two swapped) that those documents use most; when they use another form of
   it (the same stem), only by a word of that stem ("reimbursment" → "reimbursement").
 
-A word the embedding model's own tokenizer knows whole ("drone", "jury") is a real word even where
-the documents never use it, and is only ever re-spelt into a form of the same stem: a question
-about something the documents do not cover must stay that question.
+A word the embedding model's own tokenizer knows whole ("drone", "jury", "approve") is a real word
+spelt right, even where the documents never use it or use another form of it ("approved"): it is
+left as asked. A question about something the documents do not cover must stay that question, and
+"who needs to approve that" must not become "who needs to approved that".
 
 Only the question changes, and only into words of documents the audience may see: every word is
 kept with the scopes of the documents that use it, and a candidate counts only through scopes the
@@ -64,6 +65,7 @@ MIN_LENGTH = 4  # shorter words are too often another word one letter away
 MIN_LENGTH_ANOTHER_WORD = 5
 MAX_LENGTH = 30
 _WORD = re.compile(r"[^\W\d_]+")
+_TOKEN = re.compile(r"[^\W_]+")  # letters and digits: "ic4" is one token, not the word "ic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,19 +234,41 @@ class QueryVocabulary:
         with self._lock:  # one state of the vocabulary for the whole question
             return _WORD.sub(replace, question)
 
+    def unfamiliar(self, question: str, allowed: frozenset[str]) -> tuple[str, ...]:
+        """The words of ``question`` that no document under ``allowed`` uses in any form: what it
+        asks about that those documents never mention ("wifi", "dress"), or typos left unmended.
+        Words holding digits ("ic4", "fy26") and very short ones are left out: they are names and
+        shorthand more often than words.
+
+        >>> v = QueryVocabulary.build([(["public"], "The office is in Boulder. Codes of conduct apply.")])
+        >>> v.unfamiliar("whats the wifi password at the Boulder office? is there a dress code (ic4)", frozenset({"public"}))
+        ('wifi', 'password', 'dress')
+        >>> v.unfamiliar("whats the wifi password", frozenset({"C0OTHER"}))
+        ('wifi', 'password')
+        """
+        words: list[str] = []
+        with self._lock:  # one state of the vocabulary for the whole question
+            for token in _TOKEN.findall(question.lower()):
+                if (len(token) < MIN_LENGTH - 1 or any(ch.isdigit() for ch in token) or token in _CONTRACTIONS
+                        or not self.analyzer.terms(token) or token in words):  # stop words say nothing
+                    continue
+                if not self.knows(token, allowed):
+                    words.append(token)
+        return tuple(words)
+
     def _mend_word(self, word: str, allowed: frozenset[str]) -> str | None:
         if word in ABBREVIATIONS:
             return None if self.uses(word, allowed) else ABBREVIATIONS[word]
         if not MIN_LENGTH <= len(word) <= MAX_LENGTH or word in _CONTRACTIONS:
             return None
-        if self.uses(word, allowed):
-            return None
+        if self.uses(word, allowed) or (self.dictionary is not None and word in self.dictionary):
+            return None  # spelt as the documents spell it, or a real word spelt right ("approve", "reporter")
         candidates = {c for key in (word, *_deletions(word)) for c in self.deletions.get(key, ())}
         candidates = {c for c in candidates if _one_edit(word, c)}
-        if (self.knows(word, allowed) or self.dictionary is None or word in self.dictionary
-                or len(word) < MIN_LENGTH_ANOTHER_WORD):
+        if self.knows(word, allowed) or self.dictionary is None or len(word) < MIN_LENGTH_ANOTHER_WORD:
             # Another form of a word the documents use ("reimbursment" stems as "reimbursement"
-            # does), or a real word: spelt as the documents spell it, never turned into another word.
+            # does), or a word that may be real (no dictionary to tell): spelt as the documents
+            # spell it, never turned into another word.
             stems = self.analyzer.terms(word)
             candidates = {c for c in candidates if self.analyzer.terms(c) == stems}
         best = max(((self.uses(c, allowed), c) for c in candidates), default=(0, ""),

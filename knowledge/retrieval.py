@@ -10,15 +10,16 @@ import logging
 import threading
 import time
 from itertools import pairwise
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from knowledge.access import Audience, filter_for
+from knowledge.access import AccessFilter, Audience, filter_for
 from knowledge.chunking import strip_overlap
 from knowledge.embedding import Embedder
 from knowledge.errors import QuestionError
 from knowledge.query_words import QueryVocabulary, dictionary_words
+from knowledge.question_terms import holds_every_term, question_parts
 from knowledge.stores.base import SearchMode, SearchRequest, VectorStore
 from knowledge.types import Passage, PassagePiece, ScoredChunk, StoredChunk
 
@@ -43,6 +44,9 @@ class RetrievalOptions:
     candidates: int = 50
     dense_weight: float = 0.5
     min_similarity: float = 0.39
+    # A passage holding every content word of the question counts from this lower similarity: the
+    # embedding model reads short, shorthand questions ("when's all hands") poorly, the words do not lie.
+    min_similarity_all_words: float = 0.25
     # Mend typos and shorthand in a question from the words of the documents its audience may see
     # (knowledge.query_words) before searching.
     mend_questions: bool = True
@@ -60,6 +64,9 @@ class Retrieval:
     # The best cosine similarity among all passages the audience may see, kept or not (None: none
     # at all): how close the question came to the floor, for monitoring.
     top_similarity: float | None = None
+    # The question as searched (mended), and its words no document the audience may see uses.
+    searched_as: str = ""
+    unfamiliar_words: tuple[str, ...] = ()
 
     @property
     def found(self) -> bool:
@@ -91,15 +98,22 @@ class Retriever:
         self, question: str, audience: Audience, *, k: int | None = None, mode: SearchMode | None = None
     ) -> tuple[list[Passage], dict[str, float]]:
         """The top ``k`` passages (one per document) the audience may see, best first, no floor."""
-        passages, timings, _ = self._search(question, audience, k=k, mode=mode)
-        return passages, timings
+        searched = self._search(question, audience, k=k, mode=mode)
+        return searched.passages, searched.timings_ms
 
     def mend(self, question: str, audience: Audience) -> str:
         """The question with typos and shorthand mended from the words of the documents
         ``audience`` may see (see :mod:`knowledge.query_words`); unchanged when mending is off."""
-        access = filter_for(audience)
+        return self._mend(question, filter_for(audience))[0]
+
+    def _mend(self, question: str, access: AccessFilter) -> tuple[str, tuple[str, ...]]:
+        """The mended question, and its words no document under ``access`` uses (none known when
+        mending is off: the vocabulary is not kept then)."""
         vocabulary = self._current_vocabulary() if self.options.mend_questions else None
-        return question if vocabulary is None else vocabulary.mend(question, access.allowed)
+        if vocabulary is None:
+            return question, ()
+        mended = vocabulary.mend(question, access.allowed)
+        return mended, vocabulary.unfamiliar(mended, access.allowed)
 
     def refresh_vocabulary(self, *, unless_built: bool = False) -> VocabularyRefresh | None:
         """Bring the vocabulary questions are mended from up to date with the index: only documents
@@ -202,12 +216,14 @@ class Retriever:
 
     def _search(
         self, question: str, audience: Audience, *, k: int | None, mode: SearchMode | None
-    ) -> tuple[list[Passage], dict[str, float], np.ndarray | None]:
+    ) -> Retrieval:
+        """Every passage found (one per document, ``k`` at most), no floor applied."""
         access = filter_for(audience)  # refuses an empty audience before any work is done
         if not question or not any(ch.isalnum() for ch in question):
             raise QuestionError("the question is empty: ask something in words")
         began = time.perf_counter()
-        question = self.mend(question, audience)
+        asked = question
+        question, unfamiliar = self._mend(question, access)
         timings: dict[str, float] = {"mend": (time.perf_counter() - began) * 1000}
         k = k or self.options.k
         candidates = max(self.options.candidates, k * 4)  # room to collapse chunks into documents
@@ -228,15 +244,29 @@ class Retriever:
         # The store may embed while it searches: "search" is the time beyond embedding.
         timings.setdefault("embed", 0.0)
         timings["search"] = (time.perf_counter() - started) * 1000 - timings["embed"]
-        return collapse_by_document(hits)[:k], timings, (embedded[0] if embedded else None)
+        passages = tuple(collapse_by_document(hits)[:k])
+        return Retrieval(question=asked, passages=passages, timings_ms=timings,
+                         question_vector=embedded[0] if embedded else None,
+                         top_similarity=max((p.similarity for p in passages), default=None),
+                         searched_as=question, unfamiliar_words=unfamiliar)
 
     def retrieve(self, question: str, audience: Audience, *, k: int | None = None) -> Retrieval:
-        """The passages good enough to answer from: at or above the relevance floor."""
-        passages, timings, vector = self._search(question, audience, k=k, mode=None)
-        good = tuple(p for p in passages if p.similarity >= self.options.min_similarity)
-        top = max((p.similarity for p in passages), default=None)
-        return Retrieval(question=question, passages=good, timings_ms=timings, question_vector=vector,
-                         top_similarity=top)
+        """The passages good enough to answer from: at or above the relevance floor, or holding
+        every content word of the question (or of the first question the message asks) and at or
+        above the lower floor for that."""
+        searched = self._search(question, audience, k=k, mode=None)
+        good = tuple(p for p in searched.passages if self._good_enough(p, searched.searched_as))
+        return replace(searched, passages=good)
+
+    def _good_enough(self, passage: Passage, question: str) -> bool:
+        if passage.similarity >= self.options.min_similarity:
+            return True
+        if passage.similarity < self.options.min_similarity_all_words:
+            return False
+        # The question asked first is enough ("whos the cfo? need to cc them on a big deal"); a later
+        # one leans on it ("…? phone number?") and alone would let in any passage naming a phone.
+        text = f"{passage.title}\n{' '.join(passage.heading_path)}\n{passage.text}"
+        return holds_every_term(question, text) or holds_every_term(question_parts(question)[0], text)
 
 
 def collapse_by_document(hits: list[ScoredChunk], *, max_chunks: int = 3, companion_ratio: float = 0.5) -> list[Passage]:

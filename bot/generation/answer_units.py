@@ -17,9 +17,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from knowledge.stores.memory_keywords import Analyzer
+from knowledge.question_terms import terms
 
 AnswerType = Literal["amount", "date", "duration", "person", "frequency", "contact"]
+
+# "When" asks for a date where it starts a question ("when's all hands", "ok and when is it due"), not
+# where it joins a clause ("what standard do we use when deciding", "who do I call when it breaks").
+_WHEN_ASKED = r"(?:^|[?.!;:,(-]\s*|\b(?:and|or|but|so|ok|okay|hey|hi|then|by|until|till|since|from)\s+)when\b"
 
 # Checked in order: "how long ago" is a date, "how much time" a duration, before the broader kinds.
 _QUESTION_KINDS: tuple[tuple[AnswerType, re.Pattern[str]], ...] = (
@@ -31,7 +35,7 @@ _QUESTION_KINDS: tuple[tuple[AnswerType, re.Pattern[str]], ...] = (
         r"\bwhat(?:'s|s|\s+is|\s+are|\s+was)?\s+(?:the\s+|our\s+|my\s+)?(?:\w+\s+)?"
         r"(?:percent|percentage|rate|cost|price|fee|budget|cap|limit|amount|stipend|salary|allowance|max|maximum|minimum)\b")),
     ("date", re.compile(
-        r"\bwhen\b|\bwhat\s+(?:days?|dates?|times?|weeks?|months?|year|hours?)\b|\bwhich\s+(?:days?|dates?|weeks?|months?)\b|"
+        rf"{_WHEN_ASKED}|\bwhat\s+(?:days?|dates?|times?|weeks?|months?|year|hours?)\b|\bwhich\s+(?:days?|dates?|weeks?|months?)\b|"
         r"\bdeadline\b|\bdue\s+(?:date|by)\b|\bby\s+when\b|\buntil\s+when\b|"
         r"\b(?:core|office|opening|working|business)\s+hours\b")),
     ("person", re.compile(r"\bwho(?:m|se|'s)?\b|\bwhich\s+(?:person|people|team|manager|role)\b")),
@@ -76,39 +80,6 @@ ACCEPTS: dict[AnswerType, tuple[AnswerType, ...]] = {
     "contact": ("contact",),
 }
 
-# What the keyword index drops already (function words), plus the filler of Slack questions: they
-# say nothing about which unit answers. Analyzed the way the index analyzes text, so both sides meet.
-_ANALYZER = Analyzer()
-_SLACK_FILLER = frozenset(_ANALYZER.terms("""
-hey hi hello pls please thanks thank quick question wondering wonder trying figure tell anyone anybody
-anything someone something ever still really actually need needs get gets getting got know let like want
-many much long often soon im ive id dont cant isnt doesnt
-"""))
-_LETTER_IN_PARENS = re.compile(r"\((\w)\)")  # "401(k)" is asked as "401k"
-
-
-_PART_BREAK = re.compile(
-    r"\?\s+(?=\S)|;\s+|,?\s+(?:and|also|plus|or)\s+(?=(?:if|when|what|which|who|how|where|do|does|is|are|can|"
-    r"by\s+when|until\s+when)\b)", re.IGNORECASE)
-
-_LEADING_CONJUNCTION = re.compile(r"^\s*(?:and|also|plus|or|but)\s+", re.IGNORECASE)
-
-
-def question_parts(question: str, *, most: int = 3) -> list[str]:
-    """The questions asked in one message, the first one first (a Slack message often asks two).
-
-    >>> question_parts("when are promo packets due for the fall cycle, and which week is calibration?")
-    ['when are promo packets due for the fall cycle', 'which week is calibration?']
-    >>> question_parts("does it roll over? and by when do i have to use it")
-    ['does it roll over', 'by when do i have to use it']
-    >>> question_parts("how many sick days do we get a year")
-    ['how many sick days do we get a year']
-    """
-    pieces = _PART_BREAK.split(question.strip())
-    parts = [_LEADING_CONJUNCTION.sub("", p).strip(" ,.!" if i == len(pieces) - 1 else " ,.?!")
-             for i, p in enumerate(pieces)]
-    parts = [p for p in parts if terms(p)] or [question]
-    return parts[: most - 1] + [" ".join(parts[most - 1:])] if len(parts) > most else parts
 
 
 def answer_type(question: str) -> AnswerType | None:
@@ -145,18 +116,6 @@ def holds(text: str, kind: AnswerType) -> bool:
 
 # "0 minutes" is where a table starts counting, not how long something takes or how much it is.
 _ZERO = re.compile(r"[$€£]?0+(?:\.0+)?(?:[\s-]+\w+)?", re.IGNORECASE)
-
-
-def terms(text: str) -> set[str]:
-    """The content words of a text as the keyword index sees them (Snowball stems), filler out.
-
-    >>> sorted(terms("How many vacation days do I get in my first years?"))
-    ['day', 'first', 'vacat', 'year']
-    >>> terms("our 401(k) match") == terms("401k match")
-    True
-    """
-    found = _ANALYZER.terms(_LETTER_IN_PARENS.sub(r"\1", text))
-    return {t for t in found if len(t) > 1 and t not in _SLACK_FILLER}
 
 
 _FIGURE = re.compile(r"\d[\d,.:/-]*\d|\d")

@@ -40,6 +40,14 @@ def test_real_words_the_documents_do_not_use_stay_as_asked():
     assert v.mend(question, PUBLIC) == question
 
 
+def test_a_real_word_the_documents_use_in_another_form_stays_as_asked():
+    # "approve" is one letter from "approved", "reporter" from "reported": both are words, spelt right.
+    v = QueryVocabulary.build([(["public"], "Invoices are approved by the controller. Leaks are reported to Legal.")],
+                              dictionary=frozenset({"approve", "approves", "reporter", "invoices"}))
+    assert v.mend("who needs to approve that, a reporter asked", PUBLIC) == "who needs to approve that, a reporter asked"
+    assert v.mend("who approves invoces", PUBLIC) == "who approves invoices"
+
+
 def test_short_words_and_contractions_are_left_alone():
     v = QueryVocabulary.build([(["public"], "The wiki lists done tasks.")], dictionary=frozenset())
     assert v.mend("whats the wifi password, dont know", PUBLIC) == "whats the wifi password, dont know"
@@ -65,6 +73,25 @@ def test_mending_for_an_audience_is_the_same_with_or_without_documents_it_cannot
     question = " ".join(words)
     without_private = QueryVocabulary.build([h for h in HANDBOOK if h[0] == ["public"]], dictionary=frozenset())
     assert vocabulary(dictionary=frozenset()).mend(question, PUBLIC) == without_private.mend(question, PUBLIC)
+
+
+def test_words_no_visible_document_uses_are_unfamiliar_in_any_form():
+    v = vocabulary()
+    # "reimbursements" is another form of a word they use; "ic4", "whats" and "is" are not subjects.
+    assert v.unfamiliar("whats the wifi password? is ic4 reimbursements for the gym", PUBLIC) == ("wifi", "password", "gym")
+    assert v.unfamiliar("nightingale acquisition", PUBLIC) == ("nightingale", "acquisition")
+    assert v.unfamiliar("nightingale acquisition", SECRET) == ()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["nightingale", "quillmark", "acquisition", "launches", "project", "wifi",
+                                 "reimbursement", "vendor", "the", "is", "what", "with", "ic4"]), min_size=1, max_size=8))
+def test_unfamiliar_words_for_an_audience_are_the_same_with_or_without_documents_it_cannot_see(words):
+    # "Not found" follows from a question's unfamiliar words: they must tell a channel nothing about
+    # the words of documents it may not see.
+    question = " ".join(words)
+    without_private = QueryVocabulary.build([h for h in HANDBOOK if h[0] == ["public"]], dictionary=frozenset())
+    assert vocabulary().unfamiliar(question, PUBLIC) == without_private.unfamiliar(question, PUBLIC)
 
 
 @given(st.text(alphabet="abcdef", min_size=1, max_size=8), st.text(alphabet="abcdef", min_size=1, max_size=8))

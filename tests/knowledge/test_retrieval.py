@@ -60,6 +60,43 @@ def test_found_needs_a_passage_above_the_relevance_floor(handbook_services):
     assert all(p.similarity >= handbook_services.retriever.options.min_similarity for p in retrieval.passages)
 
 
+def _with_options(retriever: Retriever, **options) -> Retriever:
+    import dataclasses
+
+    return dataclasses.replace(retriever, options=dataclasses.replace(retriever.options, **options))
+
+
+def test_a_passage_holding_every_word_of_the_question_counts_from_a_lower_floor(handbook_services):
+    # "when's all hands" embeds far from the line that answers it, but that line holds its words.
+    retriever, general = handbook_services.retriever, Audience.for_conversation("C0GENERAL")
+    retrieval = retriever.retrieve("when's all hands", general)
+    assert retrieval.found
+    top = retrieval.passages[0]
+    assert retriever.options.min_similarity_all_words <= top.similarity < retriever.options.min_similarity
+    assert "first Thursday of every month" in top.text
+    # Without the second floor, nothing reaches the first.
+    off = _with_options(retriever, min_similarity_all_words=retriever.options.min_similarity)
+    assert not off.retrieve("when's all hands", general).found
+
+
+def test_every_word_in_a_document_the_channel_may_not_see_finds_nothing(handbook_services):
+    # hr/ holds every word of this question; #sales may not read it, and public documents do not
+    # hold them all: the lower floor must not open a way around the scope.
+    retrieval = handbook_services.retriever.retrieve("how long do we keep investigation case files",
+                                                     Audience.for_conversation("C0SALES"))
+    assert all(p.scope.is_public for p in retrieval.passages)
+    assert all(p.similarity >= handbook_services.retriever.options.min_similarity for p in retrieval.passages)
+    assert "caselog" not in " ".join(p.text.lower() for p in retrieval.passages)
+
+
+def test_retrieval_reports_the_searched_question_and_its_unfamiliar_words(handbook_services):
+    retrieval = handbook_services.retriever.retrieve("whats the wifi pasword at the boulder ofice",
+                                                     Audience.for_conversation("C0GENERAL"))
+    assert retrieval.question == "whats the wifi pasword at the boulder ofice"
+    assert retrieval.searched_as == "whats the wifi password at the boulder office"
+    assert retrieval.unfamiliar_words == ("wifi",)
+
+
 def test_results_carry_title_source_text_score_and_one_passage_per_document(handbook_services):
     passages, timings = handbook_services.retriever.search("on-call pager escalation", Audience.for_conversation("C0ENGINEER"), k=5)
     assert len(passages) == 5 and set(timings) == {"mend", "embed", "search"}
