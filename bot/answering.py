@@ -102,7 +102,8 @@ def answer_question(
     passages = list(retrieval.passages)
     generated = time.perf_counter()
     request = GenerationRequest(question=question, passages=passages, history=history,
-                                conversation_id=audience.conversation_id, question_vector=retrieval.question_vector)
+                                conversation_id=audience.conversation_id, question_vector=retrieval.question_vector,
+                                searched_as=retrieval.searched_as, unfamiliar_words=retrieval.unfamiliar_words)
     draft = deps.generator.generate(request, on_text=on_text)
     timings["generate"] = (time.perf_counter() - generated) * 1000
     timings.update({k: v for k, v in draft.timings_ms.items() if k != "generate"})

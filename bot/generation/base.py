@@ -32,6 +32,10 @@ class GenerationRequest:
     history: tuple[Turn, ...] = ()
     conversation_id: str | None = None
     question_vector: np.ndarray | None = None
+    # The question as it was searched (typos and shorthand mended), and its words that no document
+    # the audience may see uses: what it asks about that the documents never mention.
+    searched_as: str | None = None
+    unfamiliar_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

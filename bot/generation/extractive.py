@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -16,13 +16,14 @@ from bot.generation.answer_units import (
     answer_type,
     figure_evidence,
     figures,
+    holds,
     keyword_evidence,
-    question_parts,
     type_evidence,
 )
 from bot.generation.base import Draft, GenerationRequest
 from knowledge.chunking import TABLE_RULE
 from knowledge.embedding import Embedder
+from knowledge.question_terms import question_parts, terms
 from knowledge.types import Passage
 from training.chat_format import disarm_citations
 
@@ -36,6 +37,10 @@ EXCERPT_BREAK = "…"  # the line between excerpts of one document in a passage
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _EMPHASIS = re.compile(r"\*\*|__|`")
+_WORDS = re.compile(r"[^\W_]+")
+# The kinds of answer written in few ways (figures with their units, phone numbers, addresses): a
+# passage holding none does not answer, whatever its subject.
+_CLOSED_KINDS = frozenset({"amount", "duration", "frequency", "contact"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class Quotable:
     # A short line that does not end like a sentence: possibly a heading whose markup was lost.
     heading_like: bool = False
     table_row: bool = False
+    # Which line of the passage it comes from: sentences of one paragraph or list item share it.
+    line: int = 0
 
 
 def quotable_units(text: str, context: str = "") -> list[Quotable]:
@@ -86,7 +93,7 @@ def quotable_units(text: str, context: str = "") -> list[Quotable]:
                 continue
             named = zip(header, cells) if header and len(header) == len(cells) else (("", c) for c in cells)
             shown = "; ".join(f"{h}: {c}" if h else c for h, c in named if c)
-            units.append(Quotable(shown, f"{context}: {shown}" if context else shown, table_row=True))
+            units.append(Quotable(shown, f"{context}: {shown}" if context else shown, table_row=True, line=i))
             continue
         header = None
         if line.startswith("#"):
@@ -97,7 +104,7 @@ def quotable_units(text: str, context: str = "") -> list[Quotable]:
         for sentence in _SENTENCE_END.split(item):
             if len(sentence.split()) >= 3:
                 units.append(Quotable(sentence.strip(), f"{context}: {sentence.strip()}" if context else sentence.strip(),
-                                      heading_like))
+                                      heading_like, line=i))
         if heading_like:
             # PDFs lose heading markup, so a short line that does not end like a sentence may be
             # one: it becomes the context of what follows, and stays quotable in case it is not.
@@ -124,7 +131,12 @@ def passage_units(passage: Passage) -> list[Quotable]:
     units read under that chunk's own heading, exactly as they were read (and embedded) at ingest."""
     if not passage.pieces:
         return quotable_units(passage.text, lost_heading(passage.heading_path, passage.text))
-    return [unit for piece in passage.pieces for unit in piece_units(piece.heading_path, piece.text)]
+    units: list[Quotable] = []
+    first_line = 0  # lines are numbered through the passage, not restarted per chunk
+    for piece in passage.pieces:
+        units.extend(replace(unit, line=first_line + unit.line) for unit in piece_units(piece.heading_path, piece.text))
+        first_line += len(piece.text.splitlines())
+    return units
 
 
 def piece_units(heading_path: tuple[str, ...], text: str) -> list[Quotable]:
@@ -193,6 +205,11 @@ class ExtractiveGenerator:
     tie_margin: float = 0.02
     # Units this similar to one already quoted say the same thing (overlapping chunks repeat text).
     duplicate_similarity: float = 0.9
+    # A question naming something the visible documents never mention is answered only by a unit at
+    # least this similar to it. Set on the bundled handbook's questions: units that answered such a
+    # question reached 0.52 and more, the best units for unanswerable ones (a dress code, the wifi
+    # password) 0.36 to 0.43.
+    unmentioned_min_similarity: float = 0.47
     name: str = "extractive"
     # Where units' vectors are remembered (bot.generation.unit_vectors.UnitVectors); None embeds
     # every unit at question time.
@@ -211,15 +228,47 @@ class ExtractiveGenerator:
         if question_vector is None:  # retrieval already embedded it on the usual path
             question_vector = self.embedder.encode([question])[0]
         units = [unit for _, _, unit in candidates]
+        vectors = self._unit_vectors([unit.scored for unit in units])
         parts = question_parts(question)
         # A message asking two things is scored per question asked (a few short texts: the fast
         # question encoder's kind of batch).
         asked = parts if len(parts) > 1 else []
         part_vectors = list(self.embedder.encode(asked)) if asked else [question_vector]
-        vectors = self._unit_vectors([unit.scored for unit in units])
-        picked = self._select(question, parts, units, vectors, [vectors @ v for v in part_vectors],
+        part_similarities = [vectors @ v for v in part_vectors]
+        if self._answers_nothing(request, parts, candidates, part_similarities):
+            return Draft(text="", generator=self.name)  # "not found", said plainly
+        picked = self._select(question, parts, units, vectors, part_similarities,
                               vectors @ question_vector, [n for n, _, _ in candidates])
         return quoted_draft([(candidates[i][0], candidates[i][2].shown) for i in picked], self.name)
+
+    def _answers_nothing(self, request: GenerationRequest, parts: list[str],
+                         candidates: list[tuple[int, int, Quotable]], part_similarities: list[np.ndarray]) -> bool:
+        """True when no unit of the passages answers, though they are on the question's subject.
+
+        Retrieval judges a passage by its subject; a quote must also hold what was asked:
+
+        - a question asking for an amount, a duration, how often, or a contact is answered only by a
+          unit holding one in a paragraph, list item or table row that names something the question
+          names ("within 10 working days" in a paragraph about reviewing disclosures does not say
+          how long investigation files are kept). Not "who" or "when": people and times are written
+          in too many ways ("issued by facilities", "every spring", "before your first day") to
+          tell that none is there;
+        - a question naming something no document its channel may see ever mentions ("wifi", "dress"
+          code) is answered only by a unit that comes close to it. A message asking several things
+          is answered when one of them is ("whos the cfo? need to cc them on a big deal").
+        """
+        asked = request.searched_as or request.question
+        named = terms(request.question) | terms(asked)
+        kind = answer_type(asked)
+        if kind in _CLOSED_KINDS:
+            line_terms: dict[tuple[int, int], set[str]] = {}
+            for n, _, unit in candidates:
+                line_terms.setdefault((n, unit.line), set()).update(terms(unit.scored))
+            if not any(holds(unit.shown, kind) and line_terms[(n, unit.line)] & named for n, _, unit in candidates):
+                return True
+        unmentioned = {word for word in request.unfamiliar_words if terms(word)}  # filler is not a subject
+        return all(unmentioned & set(_WORDS.findall(part.lower())) and float(np.max(similarities)) < self.unmentioned_min_similarity
+                   for part, similarities in zip(parts, part_similarities))
 
     def _unit_vectors(self, texts: list[str]) -> np.ndarray:
         """Remembered where the units were embedded at ingest (see ``unit_vectors``), else embedded now."""
