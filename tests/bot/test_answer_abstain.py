@@ -116,3 +116,44 @@ def test_the_labelled_handbook_set_meets_the_issues_targets(handbook_services):
     assert summary["not_found_accuracy"]["unanswerable"] == 1.0
     assert summary["fact_recall"] >= 0.90
     assert summary["not_found_accuracy"]["answerable"] >= 0.95
+
+
+PUBLIC_DOCS = {
+    "office.md": "# Boulder office\n\nThe Boulder office is on Pearl Street. Visitors sign in at the front desk.\n\n"
+                 "The guest network is called Lumen-Guest.\n",
+    "leave.md": "# Leave\n\nEveryone gets 18 vacation days a year. Unused days expire on March 31.\n",
+    "conduct.md": "# Code of conduct\n\nIf you see or experience something that goes against this code, please tell "
+                  "your manager or the People team.\n",
+}
+SECRET_DOC = ("# Office network and HR records\n\nThe wifi password at the Boulder office is hunter2-blue. "
+              "The dress code is business casual. Investigation files are kept for 7 years.\n")
+
+
+@pytest.mark.parametrize("question", [
+    "whats the wifi password at the boulder office", "is there a dress code",
+    "how long are investigation files kept", "how many vacation days do we get",
+])
+def test_a_channels_answer_is_the_same_with_or_without_a_document_it_may_not_see(tmp_path, real_embedder, question):
+    # Whether lorebot answers, and what it quotes, follows from the documents the channel may see
+    # alone: a private document holding every word of the question changes nothing for #general.
+    from bot.app import build_services
+    from bot.config import load_settings
+
+    public, secret = tmp_path / "public", tmp_path / "secret"
+    public.mkdir(), secret.mkdir()
+    for name, text in PUBLIC_DOCS.items():
+        (public / name).write_text(text)
+    (secret / "network.md").write_text(SECRET_DOC)
+    answers = []
+    for with_secret in (False, True):
+        services = build_services(load_settings(data_dir=tmp_path / f"data-{with_secret}"), embedder=real_embedder)
+        try:
+            services.ingestor.ingest_paths([public], scope=Scope.public())
+            if with_secret:
+                services.ingestor.ingest_paths([secret], scope=Scope.channels(["C0IT"]))
+            answer = answer_question(question, Audience.for_conversation("C0GENERAL"), services.answer_deps)
+            answers.append((answer.found, answer.text, [c.title for c in answer.citations]))
+        finally:
+            services.close()
+    assert answers[0] == answers[1]
+    assert "hunter2" not in answers[1][1] and "business casual" not in answers[1][1]
