@@ -64,6 +64,8 @@ MIN_LENGTH = 4  # shorter words are too often another word one letter away
 # ... and into a word of another stem, only from this long ("wifi" is not "wiki").
 MIN_LENGTH_ANOTHER_WORD = 5
 MAX_LENGTH = 30
+# Words shorter than this are never reported unfamiliar: "vp", "hr" and their like are shorthand.
+MIN_LENGTH_UNFAMILIAR = 3
 _WORD = re.compile(r"[^\W\d_]+")
 _TOKEN = re.compile(r"[^\W_]+")  # letters and digits: "ic4" is one token, not the word "ic"
 
@@ -249,7 +251,7 @@ class QueryVocabulary:
         words: list[str] = []
         with self._lock:  # one state of the vocabulary for the whole question
             for token in _TOKEN.findall(question.lower()):
-                if (len(token) < MIN_LENGTH - 1 or any(ch.isdigit() for ch in token) or token in _CONTRACTIONS
+                if (len(token) < MIN_LENGTH_UNFAMILIAR or any(ch.isdigit() for ch in token) or token in _CONTRACTIONS
                         or not self.analyzer.terms(token) or token in words):  # stop words say nothing
                     continue
                 if not self.knows(token, allowed):

@@ -56,14 +56,3 @@ def question_parts(question: str, *, most: int = 3) -> list[str]:
     parts = [p for p in parts if terms(p)] or [question]
     return parts[: most - 1] + [" ".join(parts[most - 1:])] if len(parts) > most else parts
 
-
-def holds_every_term(question: str, text: str) -> bool:
-    """True when ``text`` holds every content word of ``question`` (and it has at least one).
-
-    >>> holds_every_term("when's all hands?", "All hands: the first Thursday of every month.")
-    True
-    >>> holds_every_term("is there a dress code", "This code of conduct applies to everyone.")
-    False
-    """
-    wanted = terms(question)
-    return bool(wanted) and wanted <= terms(text)

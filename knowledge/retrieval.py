@@ -19,7 +19,7 @@ from knowledge.chunking import strip_overlap
 from knowledge.embedding import Embedder
 from knowledge.errors import QuestionError
 from knowledge.query_words import QueryVocabulary, dictionary_words
-from knowledge.question_terms import holds_every_term, question_parts
+from knowledge.question_terms import question_parts, terms
 from knowledge.stores.base import SearchMode, SearchRequest, VectorStore
 from knowledge.types import Passage, PassagePiece, ScoredChunk, StoredChunk
 
@@ -255,18 +255,19 @@ class Retriever:
         every content word of the question (or of the first question the message asks) and at or
         above the lower floor for that."""
         searched = self._search(question, audience, k=k, mode=None)
-        good = tuple(p for p in searched.passages if self._good_enough(p, searched.searched_as))
-        return replace(searched, passages=good)
-
-    def _good_enough(self, passage: Passage, question: str) -> bool:
-        if passage.similarity >= self.options.min_similarity:
-            return True
-        if passage.similarity < self.options.min_similarity_all_words:
-            return False
         # The question asked first is enough ("whos the cfo? need to cc them on a big deal"); a later
         # one leans on it ("…? phone number?") and alone would let in any passage naming a phone.
-        text = f"{passage.title}\n{' '.join(passage.heading_path)}\n{passage.text}"
-        return holds_every_term(question, text) or holds_every_term(question_parts(question)[0], text)
+        # (Every word of the whole message held means every word of its first question is too.)
+        wanted = terms(question_parts(searched.searched_as)[0])
+        good = tuple(p for p in searched.passages if self._good_enough(p, wanted))
+        return replace(searched, passages=good)
+
+    def _good_enough(self, passage: Passage, wanted: set[str]) -> bool:
+        if passage.similarity >= self.options.min_similarity:
+            return True
+        if passage.similarity < self.options.min_similarity_all_words or not wanted:
+            return False
+        return wanted <= terms(f"{passage.title}\n{' '.join(passage.heading_path)}\n{passage.text}")
 
 
 def collapse_by_document(hits: list[ScoredChunk], *, max_chunks: int = 3, companion_ratio: float = 0.5) -> list[Passage]:

@@ -57,6 +57,20 @@ def test_who_and_when_are_not_held_to_a_kind_people_and_times_are_written_in_too
     assert "issued by facilities" in answer
 
 
+def test_lines_are_numbered_through_a_passage_not_restarted_per_chunk():
+    # Two chunks of one document: the first line of the second chunk is not the first chunk's first
+    # line (else a figure there would borrow the other line's words).
+    from bot.generation.extractive import passage_units
+    from knowledge.types import PassagePiece
+
+    pieces = (PassagePiece((), "Investigation files are kept confidential by the People team.\nAsk Legal first."),
+              PassagePiece((), "Reviews take 10 working days.\nThe form is in the People Hub."))
+    passage = Passage(doc_id="d1", chunk_id="d1:0", title="Doc", source="docs/1.md", heading_path=(),
+                      text="\n".join(p.text for p in pieces), scope=Scope.public(), score=1.0, similarity=0.6,
+                      pieces=pieces)
+    assert [u.line for u in passage_units(passage)] == [0, 1, 2, 3]
+
+
 def test_a_question_about_something_no_visible_document_mentions_is_not_answered(real_embedder):
     conduct = "If you see or experience something that goes against this code, please tell us."
     assert _generate(real_embedder, "is there a dress code", conduct, unfamiliar=("dress",)) == ""
