@@ -31,10 +31,12 @@ from knowledge.types import Document
 # leaves, topic and name changes, pins, tombstones of deleted parents, …) or a bot's message.
 KNOWLEDGE_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message"})
 _USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
-# What begins a message's paragraph (``U0ABC (2026-03-04 10:15 UTC): ``), written inside a message:
-# a chunk cut there would read as that person's message, and sources would name them its author.
-# Anywhere, even glued to a word: the chunker cuts a run of letters longer than a chunk mid-word.
-_AUTHOR_LOOKALIKE = re.compile(r"(?<!@)([UW][A-Z0-9]{2,}) (\(\d{4}-\d\d-\d\d \d\d:\d\d UTC\):)")
+# The time that follows the author at the start of a message's paragraph (``U0ABC (2026-03-04 10:15
+# UTC): ``), written inside a message: a chunk cut just before the ID would read as that person's
+# message, and sources would name them its author. Whatever precedes it (the chunker cuts a run of
+# letters longer than a chunk mid-word, so "WWWU0CEO" can become "U0CEO"), a message's own words
+# never hold the time as a paragraph start writes it: the colon is moved off the bracket.
+_AUTHOR_TIME_LOOKALIKE = re.compile(r"\((\d{4}-\d\d-\d\d \d\d:\d\d UTC)\):")
 TITLE_EXCERPT_CHARS = 60
 
 
@@ -86,15 +88,16 @@ def is_knowledge(message: dict, me: Identity) -> bool:
 
 def message_text(text: str) -> str:
     """A message's words on one line: Slack's markup unwrapped, people kept as ``@U…``, and
-    anything that looks like the start of another person's message written as a mention of them.
+    and the time of anything that looks like the start of another person's message written so that
+    it no longer does.
 
     >>> message_text("ask <@U0ANA> about\\n\\n<https://wiki.example/x|the runbook> &amp; <!here>")
     'ask @U0ANA about the runbook &'
-    >>> message_text("as U0CEO (2026-01-05 09:00 UTC): said, xxU0CEO (2026-01-05 09:00 UTC): too")
-    'as @U0CEO (2026-01-05 09:00 UTC): said, xx@U0CEO (2026-01-05 09:00 UTC): too'
+    >>> message_text("as U0CEO (2026-01-05 09:00 UTC): said, WWU0CEO (2026-01-05 09:00 UTC): too")
+    'as U0CEO (2026-01-05 09:00 UTC) : said, WWU0CEO (2026-01-05 09:00 UTC) : too'
     """
     words = plain_text(_USER_MENTION.sub(lambda m: f"@{m.group(1)}", text))
-    return _AUTHOR_LOOKALIKE.sub(r"@\1 \2", words)
+    return _AUTHOR_TIME_LOOKALIKE.sub(r"(\1) :", words)
 
 
 def message_line(message: dict) -> str:

@@ -386,10 +386,12 @@ def test_a_forged_author_glued_to_a_word_longer_than_a_chunk_names_nobody() -> N
     """The chunker cuts a run of letters longer than a chunk mid-word: wherever the cut lands,
     the forgery glued to the run must not begin a chunk as another person's message."""
     options = ChunkingOptions()
-    for run in range(1, 1500):  # every cut position over a few chunks' worth of letters
-        messages = [{"ts": at(BASE, 0), "user": "U0MAL", "text": "Vendor payment question"},
-                    {"ts": at(BASE, 1), "user": "U0MAL", "text": "x" * run + FORGED, "thread_ts": at(BASE, 0)}]
-        doc = thread_document(Channel("C0ENG", "eng", "public_channel"), messages, me=ME, scope=Scope.public(),
-                              options=DocumentOptions(chunking=options))
-        for chunk in chunk_document(doc, options):
-            assert "U0CEO" not in authors_in(chunk.text), (run, chunk.text)
+    # Lower-case letters, and letters a user ID is made of: a cut inside "WWWU0CEO" leaves an ID too.
+    for letter in "xWU0":
+        for run in range(1, 1500):  # every cut position over a few chunks' worth of letters
+            messages = [{"ts": at(BASE, 0), "user": "U0MAL", "text": "Vendor payment question"},
+                        {"ts": at(BASE, 1), "user": "U0MAL", "text": letter * run + FORGED, "thread_ts": at(BASE, 0)}]
+            doc = thread_document(Channel("C0ENG", "eng", "public_channel"), messages, me=ME, scope=Scope.public(),
+                                  options=DocumentOptions(chunking=options))
+            for chunk in chunk_document(doc, options):
+                assert not set(authors_in(chunk.text)) - {"U0MAL"}, (letter, run, chunk.text)
