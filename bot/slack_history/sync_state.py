@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Boolean, Column, DateTime, Engine, MetaData, PrimaryKeyConstraint, String, Table, delete, select
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, update
 
 from training.database import create_tables, dialect_insert, reporting_outages
 
@@ -37,15 +37,19 @@ slack_sync = Table(
     Column("synced_at", DateTime(timezone=True), nullable=False),
     # Whether the channel was listed with --public (NULL: before this column existed, or not public).
     Column("public", Boolean, nullable=True),
-    # When the last read of the channel's whole history began (NULL: never, before this column
-    # existed, or asked for again).
+    # When the last read of the channel's whole history began (NULL: never, or before this column
+    # existed).
     Column("full_read_at", DateTime(timezone=True), nullable=True),
+    # When one of the channel's events could not be applied: a full read that began before then
+    # does not answer it (one that was already reading when the event failed may have listed too early).
+    Column("full_read_wanted_at", DateTime(timezone=True), nullable=True),
     # When a message event last re-read (and rewrote) messages outside threads, as of its read.
     Column("groups_changed_at", DateTime(timezone=True), nullable=True),
 )
 
-# When events may last have been missed: a bot process began listening (what happened before it
-# started, while no process listened, came as events to no one), or an event could not be applied.
+# When events may last have been missed by every channel: a bot process began listening (what
+# happened before it started, while no process listened, came as events to no one). An event one
+# channel could not apply is that channel's own (``slack_sync.full_read_wanted_at``).
 slack_listening = Table(
     "slack_listening",
     metadata,
@@ -73,6 +77,7 @@ class Cursor:
     public: bool = False
     full_read_at: datetime | None = None
     groups_changed_at: datetime | None = None
+    full_read_wanted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,8 @@ class SyncState:
         ``every`` ago or more."""
         if cursor.full_read_at is None:
             return True
+        if cursor.full_read_wanted_at is not None and cursor.full_read_wanted_at >= cursor.full_read_at:
+            return True
         missed = self.events_missed_at()
         if missed is not None and missed >= cursor.full_read_at:
             return True
@@ -169,10 +176,15 @@ class SyncState:
         with reporting_outages(self.engine), self.engine.connect() as connection:
             return _utc(connection.execute(select(func.clock_timestamp())).scalar())
 
-    def request_full_read(self, channel_id: str) -> None:
-        """The channel's next catch-up reads its whole history (an event of it could not be applied)."""
+    def request_full_read(self, channel_id: str, at: datetime | None = None) -> None:
+        """The channel's next catch-up reads its whole history: an event of it could not be applied
+        at ``at`` (now). A full read already under way began too early to count."""
+        at = at or self.now()
         with reporting_outages(self.engine), self.engine.begin() as connection:
-            connection.execute(update(slack_sync).where(slack_sync.c.channel_id == channel_id).values(full_read_at=None))
+            connection.execute(update(slack_sync).where(
+                slack_sync.c.channel_id == channel_id,
+                or_(slack_sync.c.full_read_wanted_at.is_(None), slack_sync.c.full_read_wanted_at < at),
+            ).values(full_read_wanted_at=at))
 
     def groups_changed(self, channel_id: str, at: datetime) -> None:
         """An event rewrote messages outside threads, from a read begun ``at``: a run that began
@@ -188,8 +200,7 @@ class SyncState:
 
     def events_missed(self, at: datetime | None = None) -> None:
         """Record that message events may not have reached lorebot before ``at`` (now): a bot
-        process starts listening, or one failed to apply an event. The next catch-up reads every
-        listed channel whole."""
+        process starts listening. The next catch-up reads every listed channel whole."""
         at = at or self.now()
         with reporting_outages(self.engine), self.engine.begin() as connection:
             row = connection.execute(select(slack_listening.c.missed_at).where(slack_listening.c.name == _EVENTS)
@@ -243,7 +254,7 @@ class SyncState:
         synced_at = synced_at or datetime.now(UTC)
         with reporting_outages(self.engine), self.engine.begin() as connection:
             row = connection.execute(select(slack_sync.c.newest_ts, slack_sync.c.public, slack_sync.c.full_read_at,
-                                            slack_sync.c.groups_changed_at)
+                                            slack_sync.c.groups_changed_at, slack_sync.c.full_read_wanted_at)
                                      .where(slack_sync.c.channel_id == channel_id).with_for_update()).first()
             candidates = [ts for ts in (newest_ts, row.newest_ts if row else None) if ts]
             newest = max(candidates, key=ts_order) if candidates else "0"
@@ -252,12 +263,13 @@ class SyncState:
             values = {"newest_ts": newest, "synced_at": synced_at, "public": public, "full_read_at": full_read_at}
             insert = dialect_insert(self.engine, slack_sync).values(channel_id=channel_id, **values)
             connection.execute(insert.on_conflict_do_update(index_elements=[slack_sync.c.channel_id], set_=values))
-        return Cursor(channel_id, newest, synced_at, public, full_read_at, _utc(row.groups_changed_at) if row else None)
+        return Cursor(channel_id, newest, synced_at, public, full_read_at, _utc(row.groups_changed_at) if row else None,
+                      _utc(row.full_read_wanted_at) if row else None)
 
 
 def _cursor(row) -> Cursor:
     return Cursor(row.channel_id, row.newest_ts, _utc(row.synced_at), bool(row.public), _utc(row.full_read_at),
-                  _utc(row.groups_changed_at))
+                  _utc(row.groups_changed_at), _utc(row.full_read_wanted_at))
 
 
 def _batches(items: list, size: int = 500) -> Iterable[list]:

@@ -137,10 +137,17 @@ def test_a_full_read_can_be_asked_for_one_channel_and_groups_changed_only_moves_
     then = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
     for channel in ("C0ENG", "C0OPS"):
         state.advance(channel, "1772619300.000100", full_read_at=then)
-    state.request_full_read("C0ENG")
+    state.request_full_read("C0ENG", then + timedelta(minutes=5))
     day, soon = timedelta(hours=24), then + timedelta(hours=1)
     assert state.due_full_read(state.cursor("C0ENG"), day, now=soon)
     assert not state.due_full_read(state.cursor("C0OPS"), day, now=soon)
+    # A full read that began before the event failed (it may have listed too early) does not answer
+    # the request; one that began after it does. An older request never moves the stamp back.
+    state.advance("C0ENG", None, full_read_at=then + timedelta(minutes=4))
+    state.request_full_read("C0ENG", then + timedelta(minutes=3))
+    assert state.due_full_read(state.cursor("C0ENG"), day, now=soon)
+    state.advance("C0ENG", None, full_read_at=then + timedelta(minutes=6))
+    assert not state.due_full_read(state.cursor("C0ENG"), day, now=soon)
 
     state.groups_changed("C0ENG", then + timedelta(minutes=2))
     state.groups_changed("C0ENG", then + timedelta(minutes=1))  # an older read's stamp never moves it back
