@@ -110,12 +110,18 @@ class UnitVectors:
                         for start in range(0, len(stale), 500):  # SQLite's limit on bound parameters
                             part = stale[start:start + 500]
                             db.execute(f"DELETE FROM unit_vectors WHERE key IN ({','.join('?' * len(part))})", part)
-                    # What was deleted must not linger in the write-ahead log either (secure_delete,
-                    # set on the connection, zeroes the freed pages of the file itself).
-                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except sqlite3.Error as e:
                     log.warning("could not prune unit vectors in %s: %s", self.path, e)
                     return 0
+                # What was deleted must not linger in the write-ahead log either (secure_delete,
+                # set on the connection, zeroes the freed pages of the file itself).
+                try:
+                    busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                except sqlite3.Error as e:
+                    busy = e
+                if busy:  # another reader holds the log: the next prune (or checkpoint) clears it
+                    log.warning("unit vectors pruned in %s, but its write-ahead log still holds them: %s",
+                                self.path, "a reader was busy" if busy == 1 else busy)
         return len(stale)
 
     def close(self) -> None:

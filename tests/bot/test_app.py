@@ -53,6 +53,8 @@ def test_a_started_bot_reads_the_words_questions_are_mended_from_before_any_ques
             while services.retriever._vocabulary_checked is None:  # no question asked: the bot's own refresh
                 assert time.monotonic() < deadline, "the bot did not read the vocabulary at start"
                 time.sleep(0.02)
+            # Read, not only tried: a failed read also stamps the check (questions go on unmended).
+            assert services.retriever._vocabulary is not None
         finally:
             bot.close()
             services.close()

@@ -255,7 +255,7 @@ def test_the_scheduled_job_reconciles_with_the_configured_slack_and_database(sla
     engine.dispose()
 
 
-def test_the_scheduler_runs_the_five_jobs_as_configured(tmp_path):
+def test_the_scheduler_runs_its_jobs_as_configured(tmp_path):
     from bot.config import load_settings
     from bot.jobs import job_specs
     from training.schedule import build_scheduler, ensure_jobs
