@@ -124,7 +124,7 @@ class _ChannelRead:
     start: str | None = None  # history was read from here (None: all of it)
     parents: set[str] = field(default_factory=set)  # the ts of every thread parent in the history read
     listed_public: bool | None = None  # the channel's cursor said public when the read began (None: not listed)
-    began: datetime = field(default_factory=lambda: datetime.now(UTC))  # when reading the channel began
+    began: datetime | None = None  # when reading the channel began, by the database's clock (set by _read)
     whole_from: datetime | None = None  # the whole history was read, beginning then
     marks: dict[str, str] = field(default_factory=dict)  # each thread read: its read_fingerprint
     unmark: list[str] = field(default_factory=list)  # marked threads no longer in the history
@@ -345,7 +345,8 @@ class SlackIngest:
                 continue
             self.sync_state.advance(read.channel.id, read.newest_ts, synced_at=datetime.now(UTC), public=read.public,
                                     full_read_at=read.whole_from)
-            self.sync_state.mark_threads(read.channel.id, read.marks)
+            # As of when they were read, as an event marks them: runs and events compare like for like.
+            self.sync_state.mark_threads(read.channel.id, read.marks, checked_at=read.began)
             self.sync_state.unmark_threads(read.channel.id, read.unmark)
             report.channels.append(read.channel.id)
             if read.whole_from:
