@@ -241,15 +241,16 @@ def _block_atoms(block: _Block, budget: int) -> list[_Atom]:
         atoms = [_Atom(block.text, "\n\n", tokens, block.code)]
     elif block.code:
         atoms = _code_atoms(block.text, budget)
-    elif _is_table(block.text):
+    elif is_table(block.text):
         atoms = _table_atoms(block.text, budget)
     else:
         atoms = _prose_atoms(block.text, budget)
     return [replace(atoms[0], sep="\n\n"), *atoms[1:]] if atoms else []
 
 
-def _is_table(text: str) -> bool:
-    lines = text.split("\n")
+def is_table(text: str) -> bool:
+    """True when the text is a Markdown table: a row, its rule line, and more rows."""
+    lines = text.strip().split("\n")
     return len(lines) > 2 and lines[0].lstrip().startswith("|") and bool(TABLE_RULE.match(lines[1]))
 
 

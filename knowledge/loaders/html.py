@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
 
-from knowledge.loaders.text import decode_text, escape_line, tidy, title_from_path
+from knowledge.loaders.text import decode_text, escape_line, markdown_table, tidy, title_from_path
 from knowledge.types import LoadedText
 
 # Form controls are noise, not the <form> itself: some sites wrap the whole page in one.
@@ -154,12 +154,11 @@ def _table_rows(table: Tag) -> list[str]:
         if row.find_parent("table") is not table:
             continue
         cells = row.find_all(["td", "th"], recursive=False)
-        texts = [_one_line(cell).replace("|", "/") for cell in cells]
+        texts = [_one_line(cell) for cell in cells]
         if not any(texts):
             continue
-        rows.append("| " + " | ".join(texts) + " |")
-        if len(rows) == 1 and cells and all(cell.name == "th" for cell in cells):
-            rows.append("|" + "---|" * len(cells))
+        # A header row (all <th>) is the first, and is followed by the rule line.
+        rows.extend(markdown_table([texts], header=not rows and bool(cells) and all(c.name == "th" for c in cells)))
     return rows
 
 

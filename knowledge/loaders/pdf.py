@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pypdf import PasswordType, PdfReader
 
-from knowledge.chunking import TABLE_RULE
+from knowledge.chunking import is_table
 from knowledge.errors import LoadError
 from knowledge.loaders.pdf_tables import page_text_with_tables
 from knowledge.loaders.text import escape_line, tidy, title_from_path
@@ -96,7 +96,7 @@ def reflow(text: str) -> str:
 
 
 def _join_lines(paragraph: str) -> str:
-    if _is_table(paragraph):
+    if is_table(paragraph):  # written by pdf_tables: rows stay rows
         return paragraph
     lines: list[str] = []
     for raw in paragraph.split("\n"):
@@ -108,8 +108,3 @@ def _join_lines(paragraph: str) -> str:
         else:
             lines.append(line)
     return "\n".join(escape_line(line) for line in lines)
-
-
-def _is_table(paragraph: str) -> bool:
-    lines = paragraph.strip().split("\n")
-    return len(lines) >= 2 and all(line.startswith("|") for line in lines) and bool(TABLE_RULE.match(lines[1]))

@@ -7,18 +7,26 @@ of consecutive lines start at the same few horizontal positions, its columns. Th
 written as a Markdown table (the shape the HTML loader gives tables, and the one the chunker and
 the answer units read), everything else exactly as pypdf extracts it.
 
-Conservative by design: a block becomes a table only if every piece of every row starts at one of
-its columns and every column is used by at least half of its rows; anything else (prose, bullet
-lists whose marker is a piece of its own, producers that place every word on its own) stays text.
-A cell's text wrapped onto a second line is joined to its cell.
+Conservative by design: a block becomes a table only if every column (a position where pieces of
+its rows start) is used by at least half of its rows; anything else (prose, bullet lists whose
+marker is a piece of its own, producers that place every word on its own) stays text. A cell's text
+wrapped onto a second line is joined to its cell. A block stops growing as soon as it has more
+columns than that rule allows, so a page of scattered pieces costs about as much as its lines, and
+a failure of this heuristic costs the page its tables, never its text.
 """
 
 from __future__ import annotations
 
+import bisect
+import logging
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from knowledge.loaders.text import markdown_table
+
+log = logging.getLogger(__name__)
 
 # Pieces starting this close (in PDF points) start in the same column.
 COLUMN_TOLERANCE = 2.0
@@ -46,7 +54,11 @@ def page_text_with_tables(extract: Callable[..., str]) -> str:
     plain = extract(visitor_text=visit) or ""
     if "".join(text for text, _ in pieces) != plain:
         return plain
-    return tables_as_markdown(_lines(pieces))
+    try:
+        return tables_as_markdown(_lines(pieces))
+    except Exception as e:  # finding tables is a help: the page's text is kept whatever it meets
+        log.warning("tables on a PDF page could not be read, kept as plain text: %s", e)
+        return plain
 
 
 def _lines(pieces: list[tuple[str, float]]) -> list[_Line]:
@@ -80,18 +92,27 @@ def tables_as_markdown(lines: list[_Line]) -> str:
 
 def _table_at(lines: list[_Line], start: int) -> tuple[int, list[str] | None]:
     """The end of the table that starts at ``lines[start]`` and its Markdown, or (start, None)."""
-    if not _is_row(lines[start]):
-        return start, None
+    if not _is_row(lines[start]) or _LIST_MARKER.match(lines[start].pieces[0][1]):
+        return start, None  # a table's first row names its columns; a list item's marker does not
     block: list[_Line] = []
+    starts: list[float] = []
+    widest = 0
     for line in lines[start:]:
-        if not (_is_row(line) or _is_continuation(line, block)):
+        if _is_row(line):
+            widest = max(widest, len(line.pieces))
+            # Every column is used by half the rows or more, so a table has at most twice as many
+            # columns as its widest row has pieces: once this block has more, longer ones never qualify.
+            if len(_columns([*starts, *(x for x, _ in line.pieces)])) > 2 * widest:
+                break
+            starts.extend(x for x, _ in line.pieces)
+        elif not _is_continuation(line, starts):
             break
         block.append(line)
     # The longest run of these lines that is a table (a list or prose may follow it directly).
     for length in range(len(block), 1, -1):
         rows = _cells(block[:length])
         if rows:
-            return start + length, _markdown(rows)
+            return start + length, markdown_table(rows, header=True)
     return start, None
 
 
@@ -99,11 +120,11 @@ def _is_row(line: _Line) -> bool:
     return line.pieces is not None and len(line.pieces) >= 2
 
 
-def _is_continuation(line: _Line, block: list[_Line]) -> bool:
-    """One piece, starting at a column of the block other than its first: the rest of a wrapped cell."""
-    if not block or line.pieces is None or len(line.pieces) != 1:
+def _is_continuation(line: _Line, starts: list[float]) -> bool:
+    """One piece, starting at a column of the block (``starts``: where its rows' pieces start) other
+    than its first: the rest of a wrapped cell."""
+    if not starts or line.pieces is None or len(line.pieces) != 1:
         return False
-    starts = [x for row in block if _is_row(row) for x, _ in row.pieces]
     x = line.pieces[0][0]
     return x > min(starts) + COLUMN_TOLERANCE and any(abs(x - s) <= COLUMN_TOLERANCE for s in starts)
 
@@ -119,11 +140,10 @@ def _cells(block: list[_Line]) -> list[list[str]] | None:
     for line in block:
         cells = [""] * len(columns)
         for x, text in line.pieces:
+            # Columns are where the rows' pieces start, so each piece starts at one; a second
+            # piece in a cell is the cell's text wrapped onto another line.
             column = _column_of(x, columns)
-            if column is None:
-                return None  # a piece between columns: not a table's row
-            # A second piece in a cell is the cell's text wrapped onto another line.
-            cells[column] = f"{cells[column]} {text.replace('|', '/')}".strip()
+            cells[column] = f"{cells[column]} {text}".strip()
         if _is_row(line):
             for column, cell in enumerate(cells):
                 used[column] += bool(cell)
@@ -145,14 +165,7 @@ def _columns(starts: list[float]) -> list[float]:
     return columns
 
 
-def _column_of(x: float, columns: list[float]) -> int | None:
-    for i, start in enumerate(columns):
-        if abs(x - start) <= COLUMN_TOLERANCE:
-            return i
-    return None
-
-
-def _markdown(rows: list[list[str]]) -> list[str]:
-    """The first row as the header (a PDF does not say which rows are headers; the first usually is)."""
-    lines = ["| " + " | ".join(row) + " |" for row in rows]
-    return [lines[0], "|" + " --- |" * len(rows[0]), *lines[1:]]
+def _column_of(x: float, columns: list[float]) -> int:
+    """The column a piece starting at ``x`` is in: the last one starting at or before it (within
+    the tolerance). A continuation line's piece may start a little off every column."""
+    return max(0, bisect.bisect_right(columns, x + COLUMN_TOLERANCE) - 1)

@@ -127,6 +127,18 @@ def escape_line(line: str) -> str:
     return "\\" + line.lstrip(" ") if _MARKDOWN_SIGNIFICANT.match(line) else line
 
 
+def markdown_table(rows: list[list[str]], *, header: bool) -> list[str]:
+    """Rows of cells as Markdown table lines (a ``|`` in a cell becomes ``/``); with ``header``, the
+    first row names the columns and a rule line follows it. The shape every loader gives tables,
+    and the one the chunker and the answer units read.
+
+    >>> markdown_table([["Plan", "Limit"], ["A|B", "10"]], header=True)
+    ['| Plan | Limit |', '|---|---|', '| A/B | 10 |']
+    """
+    lines = ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    return [lines[0], "|" + "---|" * len(rows[0]), *lines[1:]] if header and rows else lines
+
+
 def title_from_path(path: Path) -> str:
     """A readable title made from a file name: ``release_notes-2024.md`` → ``Release notes 2024``."""
     words = re.sub(r"[-_\s]+", " ", path.stem).strip()
