@@ -38,6 +38,8 @@ class _Line:
     text: str = ""
     # (x, cell text) of each piece that starts on this line; None when a piece's position is unknown.
     pieces: list[tuple[float, str]] | None = field(default_factory=list)
+    # How high on the page its first piece sits (PDF points, up is larger); None: not known.
+    y: float | None = None
 
 
 def page_text_with_tables(extract: Callable[..., str]) -> str:
@@ -46,13 +48,13 @@ def page_text_with_tables(extract: Callable[..., str]) -> str:
 
     Falls back to the plain text whenever the pieces do not add up to it.
     """
-    pieces: list[tuple[str, float]] = []
+    pieces: list[tuple[str, float, float]] = []
 
     def visit(text, cm, tm, font_dict, font_size) -> None:
-        pieces.append((text, tm[4] * cm[0] + tm[5] * cm[2] + cm[4]))
+        pieces.append((text, tm[4] * cm[0] + tm[5] * cm[2] + cm[4], tm[4] * cm[1] + tm[5] * cm[3] + cm[5]))
 
     plain = extract(visitor_text=visit) or ""
-    if "".join(text for text, _ in pieces) != plain:
+    if "".join(text for text, _, _ in pieces) != plain:
         return plain
     try:
         return tables_as_markdown(_lines(pieces))
@@ -61,13 +63,15 @@ def page_text_with_tables(extract: Callable[..., str]) -> str:
         return plain
 
 
-def _lines(pieces: list[tuple[str, float]]) -> list[_Line]:
+def _lines(pieces: list[tuple[str, float, float]]) -> list[_Line]:
     lines = [_Line()]
-    for text, x in pieces:
+    for text, x, y in pieces:
         first, *rest = text.split("\n")
         line = lines[-1]
         line.text += first
         if first.strip() and line.pieces is not None:
+            if not line.pieces:
+                line.y = y
             line.pieces.append((x, first.strip()))
         for part in rest:
             # Text after a line break inside one piece: where it starts is not known.
@@ -97,6 +101,7 @@ def _table_at(lines: list[_Line], start: int) -> tuple[int, list[str] | None]:
     block: list[_Line] = []
     starts: list[float] = []
     widest = 0
+    row_gap = math.inf  # the least distance down from one row to the next
     for line in lines[start:]:
         if _is_row(line):
             widest = max(widest, len(line.pieces))
@@ -105,7 +110,11 @@ def _table_at(lines: list[_Line], start: int) -> tuple[int, list[str] | None]:
             if len(_columns([*starts, *(x for x, _ in line.pieces)])) > 2 * widest:
                 break
             starts.extend(x for x, _ in line.pieces)
-        elif not _is_continuation(line, starts):
+            if block and _is_row(block[-1]):
+                row_gap = min(row_gap, _gap(block[-1], line))
+        elif not (_is_continuation(line, starts) and _gap(block[-1], line) <= row_gap + COLUMN_TOLERANCE):
+            # A wrapped cell's next line sits no farther down than the next row would (fpdf spaces
+            # them alike); a note under the table that happens to start at a column, farther.
             break
         block.append(line)
     # The longest run of these lines that is a table (a list or prose may follow it directly).
@@ -114,6 +123,14 @@ def _table_at(lines: list[_Line], start: int) -> tuple[int, list[str] | None]:
         if rows:
             return start + length, markdown_table(rows, header=True)
     return start, None
+
+
+def _gap(above: _Line, below: _Line) -> float:
+    """How far ``below`` sits under ``above`` (0 when either position is not known: then only the
+    columns tell, as before positions were read)."""
+    if above.y is None or below.y is None or math.isnan(above.y - below.y):
+        return 0.0
+    return above.y - below.y
 
 
 def _is_row(line: _Line) -> bool:

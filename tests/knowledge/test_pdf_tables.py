@@ -132,3 +132,14 @@ def test_pieces_that_do_not_add_up_to_the_text_leave_it_as_extracted() -> None:
 def test_a_list_whose_first_line_starts_with_its_marker_is_not_tried_as_a_table() -> None:
     lines = [_Line(f"- item {i}", [(50.0, "-"), (60.0, f"item {i}")]) for i in range(4)]
     assert tables_as_markdown(lines) == "\n".join(line.text for line in lines)
+
+
+def test_a_note_under_a_table_starting_at_a_column_is_not_its_last_rows_text() -> None:
+    rows = [_Line("Plan Limit", [(50.0, "Plan"), (200.0, "Limit")], y=700.0),
+            _Line("A 10", [(50.0, "A"), (200.0, "10")], y=686.0),
+            _Line("B 20", [(50.0, "B"), (200.0, "20")], y=672.0)]
+    note = _Line("Footnote: limits are per year.", [(200.0, "Footnote: limits are per year.")], y=650.0)
+    wrapped = _Line("a year", [(200.0, "a year")], y=666.0)  # closer than the next row would be
+    assert tables_as_markdown([*rows, note]).strip().split("\n") == [
+        "| Plan | Limit |", "|---|---|", "| A | 10 |", "| B | 20 |", "", "Footnote: limits are per year."]
+    assert "| B | 20 a year |" in tables_as_markdown([*rows, wrapped])
