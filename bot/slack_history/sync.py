@@ -245,7 +245,10 @@ class SlackSync:
                  if info.doc_id not in emitted and _first_ts(info) not in parents
                  and ts_order(low) <= ts_order(_first_ts(info)) <= ts_order(high)]
         with self.history.ingestor.store.exclusive_writer():  # a run's write sees the groups and the stamp, or neither
-            self._write(channel.id, docs)
+            if not self._write(channel.id, docs):
+                # Nothing removed either (the old groups still hold these messages) and no stamp:
+                # the next run's copy is the freshest there is.
+                return f"{len(docs)} group(s) not written"
             removed = self._remove(stale)
             self.history.sync_state.groups_changed(channel.id, began)
         return f"{len(docs)} group(s) written, {removed} removed"

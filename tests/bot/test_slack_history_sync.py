@@ -474,3 +474,27 @@ def test_an_old_reply_also_sent_to_the_channel_and_edited_unseen_is_found_by_the
 
     text = indexed(lorebot)
     assert "vpn-2026" in text and "vpn-old" not in text and text.count("WireGuard") == 1
+
+
+def test_groups_an_event_could_not_write_leave_the_old_ones_in_place(slack, lorebot, monkeypatch) -> None:
+    # A message joins two conversations into one; the index refuses the write (full, locked, down).
+    # The second conversation's old document must stay: removing it without writing the joined one
+    # would lose its messages until a full read.
+    from knowledge.errors import StoreError
+
+    slack.add_message("C0ENG", user="U0ANA", text="Offsite: we book the venue", ts=at(BASE, 0))
+    slack.add_message("C0ENG", user="U0CAT", text="Offsite: buses leave at nine", ts=at(BASE, 40))
+    lorebot.history.run(["C0ENG"])
+    assert doc_count(lorebot) == 2  # 40 minutes apart: two conversations (window 30)
+
+    store = lorebot.history.ingestor.store
+
+    def refuse(rows):
+        raise StoreError("the index refused the write")
+
+    monkeypatch.setattr(store, "upsert_documents", refuse)
+    bridge = slack.add_message("C0ENG", user="U0DAN", text="Offsite: bring a jacket", ts=at(BASE, 20))
+    outcome = lorebot.on_message(sr.message("Offsite: bring a jacket", channel="C0ENG", user="U0DAN", ts=bridge))
+    assert outcome == "1 group(s) not written"
+    text = indexed(lorebot)  # read by a store of its own
+    assert doc_count(lorebot) == 2 and "buses leave at nine" in text and "venue" in text
